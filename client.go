@@ -1,0 +1,437 @@
+// Package geofailover gives go-redis applications client-side geographic
+// failover and failback across several Redis databases.
+//
+// A Client holds several weighted endpoints and sends all traffic to the
+// best usable one. A circuit breaker per endpoint (over a sliding time
+// window of command outcomes) and periodic health checks on a dedicated
+// connection detect failures and hung servers; one supervisor goroutine per
+// client then switches at once to the next-best endpoint (failover), and
+// back when a preferred endpoint has recovered and stayed healthy
+// (failback). The Client implements redis.UniversalClient, so application
+// code keeps using go-redis as before.
+package geofailover
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+
+	"github.com/geofailover/geofailover/internal/window"
+)
+
+// Client is a go-redis client that fails over between endpoints. It is safe
+// for concurrent use. All command methods come from the embedded
+// redis.Cmdable and reach the active endpoint.
+type Client struct {
+	redis.Cmdable // the front client: command methods that route through us
+
+	cfg     *config
+	front   *redis.Client // commands and pipelines; never dials
+	txFront *redis.Client // transactions; never dials
+
+	route atomic.Pointer[route]
+	hooks atomic.Pointer[hookChain]
+	wake  chan struct{} // capacity 1: the command path saw a failure
+
+	sup    *supervisor
+	events *eventQueue
+
+	hooksMu   sync.Mutex // serializes AddHook
+	cancel    context.CancelFunc
+	ctx       context.Context // cancelled by Close; parent of every goroutine's context
+	supDone   chan struct{}
+	wg        sync.WaitGroup // health checkers and member closers
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ redis.UniversalClient = (*Client)(nil)
+
+// New validates opts and starts the client. It does not wait for the
+// network: the first health checks run in the background, and commands
+// issued before the initial selection wait for it (bounded by their
+// context). Use WaitReady to wait explicitly. Bad options give an error that
+// names the field.
+func New(opts *Options) (*Client, error) {
+	cfg, err := validate(opts)
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{cfg: cfg, wake: make(chan struct{}, 1), supDone: make(chan struct{})}
+	c.route.Store(&route{changed: make(chan struct{})})
+	c.hooks.Store(c.newHookChain(nil))
+	c.front = newFront(routingHook{c: c})
+	c.txFront = newFront(routingHook{c: c, tx: true})
+	c.Cmdable = c.front
+	c.events = newEventQueue()
+	if cfg.OnEvent != nil {
+		c.events.subscribe(cfg.OnEvent)
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.sup = newSupervisor(c, cfg)
+	for _, spec := range cfg.Endpoints {
+		if _, err := c.sup.add(spec); err != nil {
+			c.sup.closeAll()
+			c.front.Close()
+			c.txFront.Close()
+			c.events.close()
+			c.cancel()
+			return nil, err
+		}
+	}
+	go func() {
+		defer close(c.supDone)
+		c.sup.run(c.ctx)
+	}()
+	return c, nil
+}
+
+// errFrontDial is what the front clients' dialer returns; it is never seen
+// by callers, since the routing hook answers every command first.
+var errFrontDial = errors.New("geofailover: internal front client does not dial")
+
+func newFront(h routingHook) *redis.Client {
+	f := redis.NewClient(&redis.Options{
+		Addr:                     "geofailover",
+		Protocol:                 2,
+		DisableIdentity:          true,
+		PoolSize:                 1,
+		MaxRetries:               -1,
+		PipelinePoolSize:         -1,
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
+		Dialer: func(context.Context, string, string) (net.Conn, error) {
+			return nil, errFrontDial
+		},
+	})
+	f.AddHook(h)
+	return f
+}
+
+func (c *Client) publish(r *route) {
+	old := c.route.Swap(r)
+	close(old.changed)
+}
+
+// add builds the endpoint for spec, starts its health checker and appends
+// it. It runs before the supervisor starts, or on the supervisor goroutine.
+func (s *supervisor) add(spec Endpoint) (*endpoint, error) {
+	for _, e := range s.eps {
+		if e.name == spec.Name {
+			return nil, fmt.Errorf("geofailover: duplicate endpoint Name %q", spec.Name)
+		}
+	}
+	member, owned, err := buildMember(spec, s.cfg.HealthCheckTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("geofailover: endpoint %q: %w", spec.Name, err)
+	}
+	e := &endpoint{
+		name: spec.Name, order: s.next, spec: spec, client: member, owned: owned,
+		weight: spec.Weight,
+		window: window.New(s.cfg.bucketCount, s.cfg.BreakerBucket),
+	}
+	s.next++
+	ctx, cancel := context.WithCancel(s.c.ctx)
+	e.stopChecker = cancel
+	s.c.wg.Add(1)
+	go s.c.runChecker(ctx, e)
+	s.eps = append(s.eps, e)
+	return e, nil
+}
+
+// closeAll stops every checker and closes what we built. It runs after the
+// supervisor has exited (or before it started).
+func (s *supervisor) closeAll() error {
+	var errs []error
+	for _, e := range s.eps {
+		e.stopChecker()
+	}
+	s.c.wg.Wait()
+	for _, e := range s.eps {
+		if e.owned {
+			errs = append(errs, e.client.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// runChecker probes e every HealthCheckInterval until ctx ends, and hands
+// each result to the supervisor. After a failed check it replaces the probe
+// client, so the next check dials afresh instead of meeting a dial error
+// that go-redis cached.
+func (c *Client) runChecker(ctx context.Context, e *endpoint) {
+	defer c.wg.Done()
+	probe, owned := buildProbe(e.spec, c.cfg.HealthCheckTimeout)
+	defer func() {
+		if owned {
+			probe.Close()
+		}
+	}()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		}
+		epoch := e.epoch.Load()
+		start := time.Now()
+		cctx, cancel := context.WithTimeout(ctx, c.cfg.HealthCheckTimeout)
+		err := safeCheck(cctx, c.cfg.HealthCheck, probe)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		end := time.Now()
+		if err != nil && owned {
+			probe.Close()
+			probe, _ = buildProbe(e.spec, c.cfg.HealthCheckTimeout)
+		}
+		select {
+		case c.sup.results <- checkResult{ep: e, epoch: epoch, err: err, latency: end.Sub(start), at: end}:
+		case <-ctx.Done():
+			return
+		}
+		timer.Reset(c.cfg.HealthCheckInterval)
+	}
+}
+
+// safeCheck runs a health check, turning a panic in a user's check into a
+// failed check, so a checker never dies.
+func safeCheck(ctx context.Context, check HealthCheckFunc, probe redis.UniversalClient) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("geofailover: health check panicked: %v", p)
+		}
+	}()
+	return check(ctx, probe)
+}
+
+// call runs fn on the supervisor goroutine, followed by a decision step, and
+// waits for both.
+func (c *Client) call(ctx context.Context, fn func(s *supervisor, now time.Time)) error {
+	req := request{fn: func(now time.Time) { fn(c.sup, now) }, done: make(chan struct{})}
+	select {
+	case c.sup.requests <- req:
+	case <-c.supDone:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	<-req.done
+	return nil
+}
+
+// Active returns the name of the endpoint taking traffic, or "" when none.
+func (c *Client) Active() string {
+	return nameOf(c.route.Load().active)
+}
+
+// Status returns a snapshot of every endpoint, in configuration order. After
+// Close it returns nil.
+func (c *Client) Status() []EndpointStatus {
+	var out []EndpointStatus
+	if c.call(context.Background(), func(s *supervisor, _ time.Time) { out = s.status() }) != nil {
+		return nil
+	}
+	return out
+}
+
+// WaitReady waits until an endpoint is active, or ctx ends.
+func (c *Client) WaitReady(ctx context.Context) error {
+	for {
+		r := c.route.Load()
+		if r.active != nil {
+			return nil
+		}
+		if errors.Is(r.err, ErrClosed) {
+			return ErrClosed
+		}
+		select {
+		case <-r.changed:
+		case <-ctx.Done():
+			if r.err != nil {
+				return fmt.Errorf("%w (%w)", ctx.Err(), r.err)
+			}
+			return ctx.Err()
+		}
+	}
+}
+
+// SwitchOption modifies SwitchTo.
+type SwitchOption func(*switchConfig)
+
+type switchConfig struct{ force bool }
+
+// Force makes SwitchTo switch even to an endpoint that is not usable, and
+// keeps traffic there until the next SwitchTo.
+func Force() SwitchOption { return func(c *switchConfig) { c.force = true } }
+
+// SwitchTo moves traffic to the named endpoint and pins it there: automatic
+// failback will not move it away while it stays usable; if it fails, normal
+// failover applies and the pin is dropped. It refuses an endpoint that is
+// not usable (unhealthy, breaker open or in its grace period) with
+// ErrEndpointUnhealthy unless Force is given. SwitchTo(ctx, "") drops the
+// pin and lets the normal rules choose again. It returns once the switch is
+// published.
+func (c *Client) SwitchTo(ctx context.Context, name string, opts ...SwitchOption) error {
+	var sc switchConfig
+	for _, o := range opts {
+		o(&sc)
+	}
+	var err error
+	cerr := c.call(ctx, func(s *supervisor, now time.Time) {
+		if name == "" {
+			s.pinned, s.pinForced = nil, false
+			return
+		}
+		e := s.find(name)
+		switch {
+		case e == nil:
+			err = fmt.Errorf("%w %q", ErrUnknownEndpoint, name)
+		case !sc.force && !e.usable(now):
+			err = fmt.Errorf("%w: %q is %s, breaker %s%s", ErrEndpointUnhealthy, name, e.health, e.breaker, graceNote(e, now))
+		default:
+			s.pinned, s.pinForced, s.manual = e, sc.force, true
+		}
+	})
+	return errors.Join(cerr, err)
+}
+
+func graceNote(e *endpoint, now time.Time) string {
+	if now.Before(e.graceUntil) {
+		return fmt.Sprintf(", in grace period for %v", e.graceUntil.Sub(now).Round(time.Millisecond))
+	}
+	return ""
+}
+
+func (s *supervisor) find(name string) *endpoint {
+	for _, e := range s.eps {
+		if e.name == name {
+			return e
+		}
+	}
+	return nil
+}
+
+// SetWeight changes an endpoint's weight (> 0, finite) and re-evaluates the
+// choice of active endpoint at once.
+func (c *Client) SetWeight(name string, weight float64) error {
+	if err := validateEndpoint(&Endpoint{Name: name, Weight: weight, Client: c}); err != nil {
+		return fmt.Errorf("geofailover: SetWeight: %w", err)
+	}
+	var err error
+	cerr := c.call(context.Background(), func(s *supervisor, _ time.Time) {
+		if e := s.find(name); e != nil {
+			e.weight = weight
+		} else {
+			err = fmt.Errorf("%w %q", ErrUnknownEndpoint, name)
+		}
+	})
+	return errors.Join(cerr, err)
+}
+
+// AddEndpoint adds an endpoint; it starts being health-checked at once and
+// takes traffic when the selection rule picks it.
+func (c *Client) AddEndpoint(ep Endpoint) error {
+	if err := validateEndpoint(&ep); err != nil {
+		return fmt.Errorf("geofailover: AddEndpoint: %w", err)
+	}
+	var err error
+	cerr := c.call(context.Background(), func(s *supervisor, _ time.Time) {
+		_, err = s.add(ep)
+	})
+	return errors.Join(cerr, err)
+}
+
+// RemoveEndpoint removes an endpoint. If it was active, traffic moves to the
+// next-best endpoint first (reason ReasonRemoved). A client we built for it
+// is closed once its in-flight commands have finished (at most a second
+// later). The last endpoint cannot be removed.
+func (c *Client) RemoveEndpoint(name string) error {
+	var err error
+	var gone *endpoint
+	cerr := c.call(context.Background(), func(s *supervisor, _ time.Time) {
+		e := s.find(name)
+		switch {
+		case e == nil:
+			err = fmt.Errorf("%w %q", ErrUnknownEndpoint, name)
+		case len(s.eps) == 1:
+			err = fmt.Errorf("geofailover: cannot remove %q, the last endpoint", name)
+		default:
+			e.removed = true
+			e.stopChecker()
+			if s.pinned == e {
+				s.pinned = nil
+			}
+			eps := make([]*endpoint, 0, len(s.eps)-1)
+			for _, o := range s.eps {
+				if o != e {
+					eps = append(eps, o)
+				}
+			}
+			s.eps = eps
+			gone = e
+		}
+	})
+	if gone != nil && gone.owned {
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			deadline := time.Now().Add(time.Second)
+			for gone.live.inflight.Load() > 0 && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+			}
+			gone.client.Close()
+		}()
+	}
+	return errors.Join(cerr, err)
+}
+
+// OnEvent adds a subscriber; fn receives every later Event, in order, on the
+// client's event goroutine (never under a lock, never on the command path).
+// fn must not call Close. The returned function unsubscribes.
+func (c *Client) OnEvent(fn func(Event)) (unsubscribe func()) {
+	return c.events.subscribe(fn)
+}
+
+// Events returns a channel that receives every later Event, in order, and a
+// function that stops the subscription. A reader that falls behind delays
+// other subscribers' deliveries, never the client; events are not dropped.
+func (c *Client) Events(buffer int) (<-chan Event, func()) {
+	ch := make(chan Event, buffer)
+	stop := make(chan struct{})
+	var once sync.Once
+	unsub := c.events.subscribe(func(ev Event) {
+		select {
+		case ch <- ev:
+		case <-stop:
+		}
+	})
+	return ch, func() { once.Do(func() { unsub(); close(stop) }) }
+}
+
+// Close stops the supervisor and the health checks, closes every client the
+// Client built (not those passed in Endpoint.Client) and waits until all its
+// goroutines have exited. No event is delivered after Close returns. It is
+// safe to call more than once. Commands issued after Close fail with
+// ErrClosed.
+func (c *Client) Close() error {
+	c.closeOnce.Do(func() {
+		c.cancel()
+		<-c.supDone
+		c.publish(&route{err: ErrClosed, changed: make(chan struct{})})
+		c.closeErr = c.sup.closeAll()
+		c.front.Close()
+		c.txFront.Close()
+		c.events.close()
+	})
+	return c.closeErr
+}

@@ -1,0 +1,159 @@
+package geofailover
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+
+	"github.com/geofailover/geofailover/internal/window"
+)
+
+// endpoint is one member database. The fields up to "supervisor state" are
+// set before the endpoint is published and never change; the live counters
+// are written by the command path with atomics; the rest belongs to the
+// supervisor goroutine alone.
+type endpoint struct {
+	name   string
+	order  int // position in configuration order, for weight ties
+	spec   Endpoint
+	client redis.UniversalClient // takes the traffic
+	owned  bool                  // we built client and must close it
+
+	live liveStats
+
+	// epoch counts breaker openings; a health check started in an older
+	// epoch is discarded (it cannot settle the new episode).
+	epoch atomic.Uint64
+
+	// supervisor state
+	weight       float64
+	health       Health
+	passes       int // consecutive passed checks
+	fails        int // consecutive failed checks
+	lastPassed   bool
+	healthySince time.Time
+	firstFailAt  time.Time // first failed check of the current run
+	lastErr      error
+	lastLatency  time.Duration
+	lastCheck    time.Time
+
+	breaker     BreakerState
+	window      *window.Window
+	openedAt    time.Time
+	stallSince  time.Time // last time the endpoint was seen making progress
+	graceUntil  time.Time
+	graceLevel  int
+	restoredAt  time.Time
+	removed     bool
+	stopChecker context.CancelFunc
+}
+
+// liveStats are the counters the command path updates. The supervisor drains
+// successes, failures and slow into the window (Swap(0)) on every wake-up.
+type liveStats struct {
+	inflight    atomic.Int64 // non-blocking commands outstanding
+	successes   atomic.Uint64
+	failures    atomic.Uint64
+	slow        atomic.Uint64
+	consecutive atomic.Int64
+	runStart    atomic.Int64 // UnixNano of the first failure of the current run
+	lastErr     atomic.Pointer[errBox]
+}
+
+type errBox struct{ err error }
+
+// usable reports whether the endpoint may take traffic under the normal
+// rules: healthy, breaker closed and out of its grace period.
+func (e *endpoint) usable(now time.Time) bool {
+	return !e.removed && e.health == Healthy && e.breaker == BreakerClosed && !now.Before(e.graceUntil)
+}
+
+// buildMember returns the traffic client for spec, configured to fail fast,
+// and whether we own it.
+func buildMember(spec Endpoint, dialTimeout time.Duration) (redis.UniversalClient, bool, error) {
+	switch {
+	case spec.Client != nil:
+		return spec.Client, false, nil
+	case spec.URL != "":
+		o, err := redis.ParseURL(spec.URL)
+		if err != nil {
+			return nil, false, redactURLError(err, spec.URL)
+		}
+		return redis.NewClient(fastFail(o, dialTimeout)), true, nil
+	case spec.Options != nil:
+		o := *spec.Options
+		return redis.NewClient(fastFail(&o, dialTimeout)), true, nil
+	case spec.ClusterOptions != nil:
+		o := *spec.ClusterOptions
+		o.MaxRetries = -1
+		o.DialerRetries = 1
+		o.ContextTimeoutEnabled = true
+		if o.DialTimeout == 0 {
+			o.DialTimeout = dialTimeout
+		}
+		return redis.NewClusterClient(&o), true, nil
+	default:
+		o := *spec.FailoverOptions
+		o.MaxRetries = -1
+		o.DialerRetries = 1
+		o.ContextTimeoutEnabled = true
+		if o.DialTimeout == 0 {
+			o.DialTimeout = dialTimeout
+		}
+		return redis.NewFailoverClient(&o), true, nil
+	}
+}
+
+// fastFail adjusts standalone options so that a dead endpoint costs one
+// dial: no go-redis command retries, one dial attempt, socket deadlines that
+// follow the caller's context.
+func fastFail(o *redis.Options, dialTimeout time.Duration) *redis.Options {
+	o.MaxRetries = -1
+	o.DialerRetries = 1
+	o.ContextTimeoutEnabled = true
+	if o.DialTimeout == 0 {
+		o.DialTimeout = dialTimeout
+	}
+	return o
+}
+
+// buildProbe returns a small client for health checks, with a fresh pool,
+// so that a probe never sees a dial error go-redis cached in a traffic pool.
+// For a caller's client it returns that client (owned=false).
+func buildProbe(spec Endpoint, timeout time.Duration) (redis.UniversalClient, bool) {
+	switch {
+	case spec.Client != nil:
+		return spec.Client, false
+	case spec.URL != "":
+		o, _ := redis.ParseURL(spec.URL) // validated in New
+		return redis.NewClient(probeOptions(o, timeout)), true
+	case spec.Options != nil:
+		o := *spec.Options
+		return redis.NewClient(probeOptions(&o, timeout)), true
+	case spec.ClusterOptions != nil:
+		o := *spec.ClusterOptions
+		o.PoolSize, o.MinIdleConns, o.MaxRetries, o.DialerRetries = 2, 0, -1, 1
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = timeout, timeout, timeout
+		o.ContextTimeoutEnabled = true
+		return redis.NewClusterClient(&o), true
+	default:
+		o := *spec.FailoverOptions
+		o.PoolSize, o.MinIdleConns, o.MaxRetries, o.DialerRetries = 2, 0, -1, 1
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = timeout, timeout, timeout
+		o.ContextTimeoutEnabled = true
+		return redis.NewFailoverClient(&o), true
+	}
+}
+
+func probeOptions(o *redis.Options, timeout time.Duration) *redis.Options {
+	o.PoolSize, o.MinIdleConns, o.MaxIdleConns, o.MaxActiveConns = 2, 0, 0, 0
+	o.PipelinePoolSize = -1
+	o.MaxRetries, o.DialerRetries = -1, 1
+	o.DialTimeout, o.ReadTimeout, o.WriteTimeout = timeout, timeout, timeout
+	o.ContextTimeoutEnabled = true
+	o.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+	return o
+}

@@ -1,0 +1,83 @@
+package geofailover
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"sort"
+	"strings"
+)
+
+// ErrNoHealthyEndpoint is returned (wrapped in a *NoHealthyEndpointError)
+// when no endpoint can take a command. Test for it with errors.Is.
+var ErrNoHealthyEndpoint = errors.New("geofailover: no healthy endpoint")
+
+// ErrClosed is returned by every operation on a closed Client.
+var ErrClosed = errors.New("geofailover: client is closed")
+
+// ErrUnknownEndpoint is returned by calls naming an endpoint the client does
+// not have.
+var ErrUnknownEndpoint = errors.New("geofailover: unknown endpoint")
+
+// ErrEndpointUnhealthy is returned by SwitchTo when the target is not usable
+// and Force was not given.
+var ErrEndpointUnhealthy = errors.New("geofailover: endpoint is not healthy")
+
+// ErrNotSupported is returned by the few go-redis entry points that cannot
+// follow failover (AutoPipeline and its variants).
+var ErrNotSupported = errors.New("geofailover: not supported")
+
+// NoHealthyEndpointError is the error commands get while every endpoint is
+// down. It satisfies errors.Is(err, ErrNoHealthyEndpoint) and carries the
+// last error seen on each endpoint, by endpoint name.
+type NoHealthyEndpointError struct {
+	LastErrors map[string]error
+}
+
+func (e *NoHealthyEndpointError) Error() string {
+	names := make([]string, 0, len(e.LastErrors))
+	for n := range e.LastErrors {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	b.WriteString(ErrNoHealthyEndpoint.Error())
+	for i, n := range names {
+		if i == 0 {
+			b.WriteString(": ")
+		} else {
+			b.WriteString("; ")
+		}
+		fmt.Fprintf(&b, "%s: %v", n, e.LastErrors[n])
+	}
+	return b.String()
+}
+
+// Is reports a match with ErrNoHealthyEndpoint.
+func (e *NoHealthyEndpointError) Is(target error) bool { return target == ErrNoHealthyEndpoint }
+
+// Unwrap returns the endpoints' last errors, so errors.Is and errors.As can
+// look into them too.
+func (e *NoHealthyEndpointError) Unwrap() []error {
+	errs := make([]error, 0, len(e.LastErrors))
+	for _, err := range e.LastErrors {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
+}
+
+// redactURLError removes the password of rawURL from err's text, since
+// redis.ParseURL errors may quote the URL.
+func redactURLError(err error, rawURL string) error {
+	u, perr := url.Parse(rawURL)
+	if perr != nil || u.User == nil {
+		return err
+	}
+	pass, ok := u.User.Password()
+	if !ok || pass == "" || !strings.Contains(err.Error(), pass) {
+		return err
+	}
+	return errors.New(strings.ReplaceAll(err.Error(), pass, "xxxxx"))
+}

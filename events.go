@@ -1,0 +1,199 @@
+package geofailover
+
+import (
+	"sync"
+	"time"
+)
+
+// EventKind says what an Event reports.
+type EventKind int
+
+// The kinds of Event.
+const (
+	// EventInitialSelection: the first endpoint chosen after New (To).
+	EventInitialSelection EventKind = iota + 1
+	// EventSwitch: traffic moved From one endpoint To another, for Reason.
+	EventSwitch
+	// EventHealthChanged: Endpoint's health went from PrevHealth to Health.
+	EventHealthChanged
+	// EventBreakerOpened: Endpoint's breaker opened; Cause says why.
+	EventBreakerOpened
+	// EventBreakerClosed: Endpoint's breaker closed again.
+	EventBreakerClosed
+	// EventAllDown: no endpoint can take traffic (From was the last active).
+	EventAllDown
+	// EventRecovered: after all were down, To took traffic again.
+	EventRecovered
+)
+
+func (k EventKind) String() string {
+	switch k {
+	case EventInitialSelection:
+		return "initial-selection"
+	case EventSwitch:
+		return "switch"
+	case EventHealthChanged:
+		return "health-changed"
+	case EventBreakerOpened:
+		return "breaker-opened"
+	case EventBreakerClosed:
+		return "breaker-closed"
+	case EventAllDown:
+		return "all-down"
+	case EventRecovered:
+		return "recovered"
+	}
+	return "unknown"
+}
+
+// SwitchReason says why traffic moved.
+type SwitchReason int
+
+// The reasons for a switch.
+const (
+	ReasonNone     SwitchReason = iota
+	ReasonBreaker               // the active endpoint's breaker opened
+	ReasonHealth                // the active endpoint failed its health checks
+	ReasonFailback              // a preferred endpoint recovered (or a weight changed)
+	ReasonManual                // SwitchTo
+	ReasonRemoved               // the active endpoint was removed
+)
+
+func (r SwitchReason) String() string {
+	switch r {
+	case ReasonBreaker:
+		return "breaker"
+	case ReasonHealth:
+		return "health"
+	case ReasonFailback:
+		return "failback"
+	case ReasonManual:
+		return "manual"
+	case ReasonRemoved:
+		return "removed"
+	}
+	return "none"
+}
+
+// Event reports a change in the client's state. Fields that do not apply to
+// a Kind are zero.
+type Event struct {
+	Kind EventKind
+	At   time.Time
+	// Endpoint is the subject of health and breaker events.
+	Endpoint string
+	// From and To are the endpoints a switch left and chose ("" for none).
+	From, To string
+	// Reason says why a switch, all-down or recovery happened.
+	Reason SwitchReason
+	// DetectionTime is, for a switch away from a failed endpoint, the time
+	// from the first sign of the failure to the switch.
+	DetectionTime time.Duration
+	// Health and PrevHealth are the new and old health of Endpoint.
+	Health, PrevHealth Health
+	// Cause says why a breaker opened ("consecutive failures", "failure
+	// ratio", "slow calls", "stalled").
+	Cause string
+	// Err is the last error seen on Endpoint (or on From, for a switch).
+	Err error
+}
+
+// eventQueue delivers events to subscribers in order, on one goroutine of
+// its own, so that neither the command path nor the supervisor ever waits
+// for a subscriber. The queue is unbounded: a slow subscriber delays only
+// later deliveries.
+type eventQueue struct {
+	mu      sync.Mutex // protects the following fields
+	pending []Event
+	subs    []*subscriber
+	closed  bool
+
+	signal chan struct{} // capacity 1: "pending is not empty"
+	done   chan struct{} // closed when the delivery goroutine has exited
+}
+
+type subscriber struct{ fn func(Event) }
+
+func newEventQueue() *eventQueue {
+	q := &eventQueue{signal: make(chan struct{}, 1), done: make(chan struct{})}
+	go q.run()
+	return q
+}
+
+// publish queues events for delivery; it never blocks on subscribers.
+func (q *eventQueue) publish(evs ...Event) {
+	if len(evs) == 0 {
+		return
+	}
+	q.mu.Lock()
+	if q.closed || len(q.subs) == 0 {
+		q.mu.Unlock()
+		return
+	}
+	q.pending = append(q.pending, evs...)
+	q.mu.Unlock()
+	select {
+	case q.signal <- struct{}{}:
+	default:
+	}
+}
+
+// subscribe adds fn; the returned function removes it.
+func (q *eventQueue) subscribe(fn func(Event)) (cancel func()) {
+	s := &subscriber{fn: fn}
+	q.mu.Lock()
+	q.subs = append(append([]*subscriber(nil), q.subs...), s)
+	q.mu.Unlock()
+	return func() {
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		subs := make([]*subscriber, 0, len(q.subs))
+		for _, o := range q.subs {
+			if o != s {
+				subs = append(subs, o)
+			}
+		}
+		q.subs = subs
+	}
+}
+
+func (q *eventQueue) run() {
+	defer close(q.done)
+	for range q.signal {
+		for {
+			q.mu.Lock()
+			batch, subs, closed := q.pending, q.subs, q.closed
+			q.pending = nil
+			q.mu.Unlock()
+			for _, ev := range batch {
+				for _, s := range subs {
+					s.fn(ev)
+				}
+			}
+			if closed {
+				return
+			}
+			if len(batch) == 0 {
+				break
+			}
+		}
+	}
+}
+
+// close delivers what is pending, then stops the delivery goroutine and
+// waits for it. No event is delivered after close returns.
+func (q *eventQueue) close() {
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		<-q.done
+		return
+	}
+	q.closed = true
+	q.mu.Unlock()
+	select {
+	case q.signal <- struct{}{}:
+	default:
+	}
+	<-q.done
+}

@@ -1,0 +1,213 @@
+// Package testserver runs real redis-server processes on 127.0.0.1 for
+// tests: start on a free port, SIGKILL, SIGSTOP/SIGCONT, and restart on the
+// same port, all by PID, with everything removed when the test ends.
+package testserver
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Server is one redis-server process this package started.
+type Server struct {
+	t    testing.TB
+	bin  string
+	dir  string
+	Port int
+	Addr string // 127.0.0.1:port
+
+	mu     sync.Mutex // protects cmd, paused
+	cmd    *exec.Cmd
+	exited chan struct{}
+	paused bool
+}
+
+// Binary returns the redis-server to use: $REDIS_SERVER or the one on PATH.
+// Without one the test fails under CI=true and is skipped otherwise.
+func Binary(t testing.TB) string {
+	t.Helper()
+	if p := os.Getenv("REDIS_SERVER"); p != "" {
+		return p
+	}
+	p, err := exec.LookPath("redis-server")
+	if err != nil {
+		msg := "redis-server not found on PATH (install it: apt-get install -y redis-server, or set REDIS_SERVER)"
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	return p
+}
+
+// Start starts a redis-server on a free loopback port. It is stopped and its
+// files removed when the test ends; its log is printed if the test failed.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	s := &Server{t: t, bin: Binary(t), dir: t.TempDir()}
+	for attempt := 0; ; attempt++ {
+		s.Port = freePort(t)
+		s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port))
+		err := s.start()
+		if err == nil {
+			break
+		}
+		if attempt == 4 {
+			t.Fatalf("testserver: %v", err)
+		}
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			if log, err := os.ReadFile(filepath.Join(s.dir, "redis.log")); err == nil {
+				t.Logf("redis-server %s log:\n%s", s.Addr, tail(string(log), 40))
+			}
+		}
+		s.Kill()
+	})
+	return s
+}
+
+func freePort(t testing.TB) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("testserver: no free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func (s *Server) start() error {
+	cmd := exec.Command(s.bin,
+		"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", s.dir,
+		"--logfile", filepath.Join(s.dir, "redis.log"), "--protected-mode", "no")
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", s.bin, err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	s.mu.Lock()
+	s.cmd, s.exited, s.paused = cmd, exited, false
+	s.mu.Unlock()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-exited:
+			return fmt.Errorf("redis-server on port %d exited at start", s.Port)
+		default:
+		}
+		if ping(s.Addr) == nil {
+			return nil
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	s.Kill()
+	return fmt.Errorf("redis-server on port %d did not answer within 5s", s.Port)
+}
+
+// ping sends PING over a raw connection and expects +PONG.
+func ping(addr string) error {
+	conn, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(500 * time.Millisecond))
+	if _, err := conn.Write([]byte("PING\r\n")); err != nil {
+		return err
+	}
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if !strings.HasPrefix(line, "+PONG") {
+		return fmt.Errorf("unexpected reply %q", line)
+	}
+	return nil
+}
+
+// PID returns the process ID of the running server (0 if none).
+func (s *Server) PID() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
+
+// Kill sends SIGKILL and waits for the process to be gone. Safe to repeat.
+func (s *Server) Kill() {
+	s.mu.Lock()
+	cmd, exited := s.cmd, s.exited
+	s.cmd = nil
+	s.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	<-exited
+}
+
+// Pause sends SIGSTOP: the server keeps its sockets but answers nothing.
+func (s *Server) Pause() { s.signal(syscall.SIGSTOP, true) }
+
+// Resume sends SIGCONT after Pause.
+func (s *Server) Resume() { s.signal(syscall.SIGCONT, false) }
+
+func (s *Server) signal(sig syscall.Signal, paused bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		s.t.Fatalf("testserver: %s is not running", s.Addr)
+	}
+	if err := s.cmd.Process.Signal(sig); err != nil {
+		s.t.Fatalf("testserver: signal %v to %s: %v", sig, s.Addr, err)
+	}
+	s.paused = paused
+}
+
+// Restart starts the server again on the same port after Kill.
+func (s *Server) Restart() {
+	s.t.Helper()
+	s.Kill()
+	var err error
+	for range 50 { // the port may linger briefly
+		if err = s.start(); err == nil {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.t.Fatalf("testserver: restart on port %d: %v", s.Port, err)
+}
+
+// WaitDown waits until the port refuses connections (bounded by ctx).
+func (s *Server) WaitDown(ctx context.Context) error {
+	for ping(s.Addr) == nil {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

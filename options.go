@@ -1,0 +1,310 @@
+package geofailover
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Defaults for every Options knob (SPEC §3). A zero Options field means the
+// matching default below.
+const (
+	DefaultHealthCheckInterval        = 1 * time.Second
+	DefaultHealthCheckTimeout         = 1 * time.Second
+	DefaultUnhealthyAfter             = 2
+	DefaultHealthyAfter               = 3
+	DefaultBreakerWindow              = 5 * time.Second
+	DefaultBreakerBucket              = 1 * time.Second
+	DefaultBreakerMinFailures         = 10
+	DefaultBreakerFailureRatio        = 0.2
+	DefaultBreakerConsecutiveFailures = 5
+	DefaultSlowCallRatio              = 0.5
+	DefaultSlowCallMinCalls           = 10
+	DefaultStallTimeout               = 500 * time.Millisecond
+	DefaultGracePeriod                = 10 * time.Second
+	DefaultGracePeriodMax             = 5 * time.Minute
+	DefaultFailbackDelay              = 3 * time.Second
+)
+
+// Options configures a Client. Only Endpoints is required; every other field
+// has a documented default that a zero value selects. Switching a feature off
+// is always an explicit Disable… field, never a magic negative number.
+type Options struct {
+	// Endpoints lists the databases to fail over between. At least one is
+	// required; names must be unique.
+	Endpoints []Endpoint
+
+	// HealthCheckInterval is the time between two health checks of one
+	// endpoint. Default 1 s.
+	HealthCheckInterval time.Duration
+	// HealthCheckTimeout bounds one health check. It is also the dial timeout
+	// of member clients we build whose options leave DialTimeout at zero.
+	// Default 1 s.
+	HealthCheckTimeout time.Duration
+	// HealthCheck is the probe run on each endpoint's dedicated connection.
+	// Default PingCheck; EchoCheck sends a random payload and checks the echo.
+	HealthCheck HealthCheckFunc
+	// UnhealthyAfter is the number of failed checks in a row that make a
+	// healthy endpoint unhealthy. Default 2.
+	UnhealthyAfter int
+	// HealthyAfter is the number of passed checks in a row that make an
+	// unhealthy endpoint healthy again. Default 3. (An endpoint's very first
+	// check decides its initial health on its own.)
+	HealthyAfter int
+
+	// BreakerWindow is the length of the sliding time window of command
+	// outcomes kept per endpoint. Default 5 s. It is rounded up to a whole
+	// number of BreakerBucket.
+	BreakerWindow time.Duration
+	// BreakerBucket is the granularity of the window. Default 1 s.
+	BreakerBucket time.Duration
+	// BreakerMinFailures and BreakerFailureRatio trip the breaker when the
+	// window holds at least BreakerMinFailures failures AND failures make up
+	// at least BreakerFailureRatio of its calls. Defaults 10 and 0.2.
+	BreakerMinFailures  int
+	BreakerFailureRatio float64
+	// DisableRatioTrip switches the failures-and-ratio rule off.
+	DisableRatioTrip bool
+	// BreakerConsecutiveFailures trips the breaker on that many failed
+	// commands in a row, so a dead endpoint is detected at any traffic level.
+	// Default 5.
+	BreakerConsecutiveFailures int
+	// DisableConsecutiveTrip switches the consecutive-failures rule off.
+	DisableConsecutiveTrip bool
+	// SlowCallThreshold marks a command that took longer than it as slow; the
+	// breaker trips when at least SlowCallMinCalls calls in the window were
+	// slow and they make up at least SlowCallRatio of its calls. Blocking
+	// commands (BLPOP, XREAD BLOCK, WAIT, ...) are exempt. Default 0: slow-call
+	// detection is off, and the hot path reads no clock.
+	SlowCallThreshold time.Duration
+	// SlowCallRatio: see SlowCallThreshold. Default 0.5.
+	SlowCallRatio float64
+	// SlowCallMinCalls: see SlowCallThreshold. Default 10.
+	SlowCallMinCalls int
+	// StallTimeout trips the breaker of an endpoint that has commands
+	// outstanding and has completed none of them for this long (a hung
+	// server). Blocking commands are exempt. Default 500 ms.
+	StallTimeout time.Duration
+	// DisableStallDetection switches the stalled-endpoint rule off.
+	DisableStallDetection bool
+
+	// GracePeriod is how long an endpoint that traffic left because it failed
+	// cannot be chosen again. It doubles each time the same endpoint fails
+	// again within twice its current grace period after being restored, up to
+	// GracePeriodMax, and falls back to GracePeriod once it stays good that
+	// long. Defaults 10 s and 5 min.
+	GracePeriod    time.Duration
+	GracePeriodMax time.Duration
+	// FailbackDelay is how long an endpoint with a higher weight than the
+	// active one must have been healthy (and out of its grace period) before
+	// traffic fails back to it. Default 3 s.
+	FailbackDelay time.Duration
+	// DisableFailback keeps traffic on the endpoint it failed over to until
+	// that one fails too or SwitchTo is called.
+	DisableFailback bool
+
+	// WaitWhenAllDown makes commands issued while no endpoint is usable wait
+	// (bounded by their context) for one to recover, instead of failing fast
+	// with ErrNoHealthyEndpoint. Default false: fail fast.
+	WaitWhenAllDown bool
+
+	// IsEndpointFailure decides whether a command error counts against the
+	// endpoint that returned it. Default DefaultIsEndpointFailure.
+	IsEndpointFailure func(err error) bool
+
+	// OnEvent, if set, receives every Event in order, on a goroutine of its
+	// own (never on the command path, never under a lock). It must not call
+	// Close. More subscribers can be added with Client.OnEvent.
+	OnEvent func(Event)
+
+	// Logger receives the client's log records. Default: silent.
+	Logger *slog.Logger
+}
+
+// Endpoint is one database the client can send traffic to. Set exactly one of
+// URL, Options, ClusterOptions, FailoverOptions and Client.
+//
+// For the members we build (all but Client), go-redis's own retries are
+// switched off so that a dead endpoint costs one fast dial, not several:
+// MaxRetries and dial retries are set to one attempt, context deadlines are
+// honoured on the socket (ContextTimeoutEnabled), and a zero DialTimeout
+// becomes Options.HealthCheckTimeout. A Client passed in is used as it is and
+// is never closed by us; configure it the same way for fast failover.
+type Endpoint struct {
+	// Name identifies the endpoint in events, Status and the API. Required,
+	// unique within a client.
+	Name string
+	// Weight ranks the endpoint: higher is preferred; ties go to the endpoint
+	// listed (or added) first. Must be > 0 and finite.
+	Weight float64
+
+	// URL is a redis:// or rediss:// URL, as redis.ParseURL accepts.
+	URL string
+	// Options describes a standalone server.
+	Options *redis.Options
+	// ClusterOptions describes a Redis Cluster.
+	ClusterOptions *redis.ClusterOptions
+	// FailoverOptions describes a Sentinel-managed group.
+	FailoverOptions *redis.FailoverOptions
+	// Client is an existing client owned by the caller. Health checks run
+	// through it, since there is no way to open a dedicated connection.
+	Client redis.UniversalClient
+}
+
+// HealthCheckFunc probes one endpoint through c, a small client dedicated to
+// health checks. It returns nil when the endpoint is fit to serve traffic.
+// ctx carries Options.HealthCheckTimeout.
+type HealthCheckFunc func(ctx context.Context, c redis.UniversalClient) error
+
+// config is Options with every default applied; it is what the client reads.
+type config struct {
+	Options
+	bucketCount int
+}
+
+// validate checks opts and returns a copy with the defaults filled in. Errors
+// name the offending field.
+func validate(opts *Options) (*config, error) {
+	if opts == nil {
+		return nil, fmt.Errorf("geofailover: Options is nil")
+	}
+	if len(opts.Endpoints) == 0 {
+		return nil, fmt.Errorf("geofailover: Options.Endpoints is empty: at least one endpoint is required")
+	}
+	cfg := &config{Options: *opts}
+	cfg.Endpoints = append([]Endpoint(nil), opts.Endpoints...)
+	seen := make(map[string]bool, len(cfg.Endpoints))
+	for i := range cfg.Endpoints {
+		ep := &cfg.Endpoints[i]
+		if err := validateEndpoint(ep); err != nil {
+			return nil, fmt.Errorf("geofailover: Options.Endpoints[%d]: %w", i, err)
+		}
+		if seen[ep.Name] {
+			return nil, fmt.Errorf("geofailover: Options.Endpoints[%d]: duplicate Name %q", i, ep.Name)
+		}
+		seen[ep.Name] = true
+	}
+
+	durations := []struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+	}{
+		{"HealthCheckInterval", &cfg.HealthCheckInterval, DefaultHealthCheckInterval},
+		{"HealthCheckTimeout", &cfg.HealthCheckTimeout, DefaultHealthCheckTimeout},
+		{"BreakerWindow", &cfg.BreakerWindow, DefaultBreakerWindow},
+		{"BreakerBucket", &cfg.BreakerBucket, DefaultBreakerBucket},
+		{"SlowCallThreshold", &cfg.SlowCallThreshold, 0},
+		{"StallTimeout", &cfg.StallTimeout, DefaultStallTimeout},
+		{"GracePeriod", &cfg.GracePeriod, DefaultGracePeriod},
+		{"GracePeriodMax", &cfg.GracePeriodMax, 0},
+		{"FailbackDelay", &cfg.FailbackDelay, DefaultFailbackDelay},
+	}
+	for _, d := range durations {
+		if *d.v < 0 {
+			return nil, fmt.Errorf("geofailover: Options.%s is negative (%v)", d.name, *d.v)
+		}
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+	}
+	if cfg.GracePeriodMax == 0 {
+		cfg.GracePeriodMax = max(DefaultGracePeriodMax, cfg.GracePeriod)
+	}
+	if cfg.GracePeriodMax < cfg.GracePeriod {
+		return nil, fmt.Errorf("geofailover: Options.GracePeriodMax (%v) is shorter than GracePeriod (%v)", cfg.GracePeriodMax, cfg.GracePeriod)
+	}
+	if cfg.BreakerBucket > cfg.BreakerWindow {
+		return nil, fmt.Errorf("geofailover: Options.BreakerBucket (%v) is longer than BreakerWindow (%v)", cfg.BreakerBucket, cfg.BreakerWindow)
+	}
+	cfg.bucketCount = int((cfg.BreakerWindow + cfg.BreakerBucket - 1) / cfg.BreakerBucket)
+	if cfg.bucketCount > 3600 {
+		return nil, fmt.Errorf("geofailover: Options.BreakerWindow/BreakerBucket gives %d buckets; at most 3600 are allowed", cfg.bucketCount)
+	}
+
+	counts := []struct {
+		name string
+		v    *int
+		def  int
+	}{
+		{"UnhealthyAfter", &cfg.UnhealthyAfter, DefaultUnhealthyAfter},
+		{"HealthyAfter", &cfg.HealthyAfter, DefaultHealthyAfter},
+		{"BreakerMinFailures", &cfg.BreakerMinFailures, DefaultBreakerMinFailures},
+		{"BreakerConsecutiveFailures", &cfg.BreakerConsecutiveFailures, DefaultBreakerConsecutiveFailures},
+		{"SlowCallMinCalls", &cfg.SlowCallMinCalls, DefaultSlowCallMinCalls},
+	}
+	for _, c := range counts {
+		if *c.v < 0 {
+			return nil, fmt.Errorf("geofailover: Options.%s is negative (%d)", c.name, *c.v)
+		}
+		if *c.v == 0 {
+			*c.v = c.def
+		}
+	}
+
+	ratios := []struct {
+		name string
+		v    *float64
+		def  float64
+	}{
+		{"BreakerFailureRatio", &cfg.BreakerFailureRatio, DefaultBreakerFailureRatio},
+		{"SlowCallRatio", &cfg.SlowCallRatio, DefaultSlowCallRatio},
+	}
+	for _, r := range ratios {
+		if math.IsNaN(*r.v) || *r.v < 0 || *r.v > 1 {
+			return nil, fmt.Errorf("geofailover: Options.%s must be within [0, 1], got %v", r.name, *r.v)
+		}
+		if *r.v == 0 {
+			*r.v = r.def
+		}
+	}
+
+	if cfg.HealthCheck == nil {
+		cfg.HealthCheck = PingCheck
+	}
+	if cfg.IsEndpointFailure == nil {
+		cfg.IsEndpointFailure = DefaultIsEndpointFailure
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return cfg, nil
+}
+
+// validateEndpoint checks one endpoint; the caller adds its position.
+func validateEndpoint(ep *Endpoint) error {
+	if ep.Name == "" {
+		return fmt.Errorf("Name is empty")
+	}
+	if math.IsNaN(ep.Weight) || math.IsInf(ep.Weight, 0) || ep.Weight <= 0 {
+		return fmt.Errorf("endpoint %q: Weight must be a finite number > 0, got %v", ep.Name, ep.Weight)
+	}
+	targets := 0
+	for _, set := range []bool{ep.URL != "", ep.Options != nil, ep.ClusterOptions != nil, ep.FailoverOptions != nil, ep.Client != nil} {
+		if set {
+			targets++
+		}
+	}
+	switch {
+	case targets == 0:
+		return fmt.Errorf("endpoint %q has no target: set one of URL, Options, ClusterOptions, FailoverOptions, Client", ep.Name)
+	case targets > 1:
+		return fmt.Errorf("endpoint %q has %d targets: set exactly one of URL, Options, ClusterOptions, FailoverOptions, Client", ep.Name, targets)
+	}
+	if ep.URL != "" {
+		if _, err := redis.ParseURL(ep.URL); err != nil {
+			return fmt.Errorf("endpoint %q: URL: %w", ep.Name, redactURLError(err, ep.URL))
+		}
+	}
+	if ep.FailoverOptions != nil && (ep.FailoverOptions.MasterName == "" || len(ep.FailoverOptions.SentinelAddrs) == 0) {
+		return fmt.Errorf("endpoint %q: FailoverOptions needs MasterName and SentinelAddrs", ep.Name)
+	}
+	if ep.ClusterOptions != nil && len(ep.ClusterOptions.Addrs) == 0 && ep.ClusterOptions.ClusterSlots == nil {
+		return fmt.Errorf("endpoint %q: ClusterOptions.Addrs is empty", ep.Name)
+	}
+	return nil
+}

@@ -1,0 +1,257 @@
+package geofailover
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// route is the routing decision the supervisor publishes for the command
+// path. It is immutable; the command path reads it with one atomic load.
+type route struct {
+	active   *endpoint // takes all traffic; nil when none can
+	fallback *endpoint // where a command that never reached active goes; may be nil
+	// err says why active is nil: a *NoHealthyEndpointError, or ErrClosed.
+	// It is nil while the client is still making its initial selection.
+	err error
+	// changed is closed when a newer route replaces this one.
+	changed chan struct{}
+}
+
+// retryBudgetFloor is the least time a caller's deadline must leave for a
+// command to be sent a second time: a retry with less would only turn into
+// a deadline error. (ctx.Err() lags the deadline, so the clock is checked.)
+const retryBudgetFloor = time.Millisecond
+
+// awaitRoute returns a route with an active endpoint, waiting while the
+// client starts (or, with WaitWhenAllDown, while all endpoints are down),
+// bounded by ctx.
+func (c *Client) awaitRoute(ctx context.Context, r *route) (*route, error) {
+	for r.active == nil {
+		if r.err != nil && (!c.cfg.WaitWhenAllDown || errors.Is(r.err, ErrClosed)) {
+			return nil, r.err
+		}
+		select {
+		case <-r.changed:
+			r = c.route.Load()
+		case <-ctx.Done():
+			if r.err != nil {
+				return nil, r.err
+			}
+			return nil, ctx.Err()
+		}
+	}
+	return r, nil
+}
+
+// retryTarget returns where a command that failed unsent on r.active may
+// go once more: the new active endpoint if the supervisor has already
+// switched, else the fallback. It returns nil when there is nowhere to go or
+// ctx leaves too little time.
+func (c *Client) retryTarget(ctx context.Context, r *route) *endpoint {
+	if d, ok := ctx.Deadline(); ok && time.Until(d) < retryBudgetFloor {
+		return nil
+	}
+	if cur := c.route.Load(); cur.active != nil && cur.active != r.active {
+		return cur.active
+	}
+	if r.fallback != r.active {
+		return r.fallback
+	}
+	return nil
+}
+
+// process is the command path: route cmd to the active endpoint; if it
+// failed before reaching the server, send it once more to the next one.
+func (c *Client) process(ctx context.Context, cmd redis.Cmder) error {
+	r := c.route.Load()
+	if r.active == nil {
+		var err error
+		if r, err = c.awaitRoute(ctx, r); err != nil {
+			return err
+		}
+	}
+	err := c.attempt(ctx, r.active, cmd, false)
+	if err == nil || !isUnsent(err) {
+		return err
+	}
+	if next := c.retryTarget(ctx, r); next != nil {
+		return c.attempt(ctx, next, cmd, true)
+	}
+	return err
+}
+
+// attempt sends cmd to e once and records the outcome against e.
+func (c *Client) attempt(ctx context.Context, e *endpoint, cmd redis.Cmder, retry bool) error {
+	blocking := isBlocking(cmd)
+	var start time.Time
+	if !blocking {
+		e.live.inflight.Add(1)
+		if c.cfg.SlowCallThreshold > 0 {
+			start = time.Now()
+		}
+	}
+	err := e.client.Process(ctx, cmd)
+	if !blocking {
+		e.live.inflight.Add(-1)
+	}
+	c.record(ctx, e, err, start, retry)
+	return err
+}
+
+// processPipeline routes a whole pipeline (tx: a MULTI/EXEC transaction) to
+// one endpoint; if it failed before reaching the server it is sent once more,
+// whole, to the next one.
+func (c *Client) processPipeline(ctx context.Context, cmds []redis.Cmder, tx bool) error {
+	r := c.route.Load()
+	if r.active == nil {
+		var err error
+		if r, err = c.awaitRoute(ctx, r); err != nil {
+			setCmdsErr(cmds, err)
+			return err
+		}
+	}
+	err := c.attemptPipeline(ctx, r.active, cmds, tx, false)
+	if err == nil || !isUnsent(err) {
+		return err
+	}
+	if next := c.retryTarget(ctx, r); next != nil {
+		return c.attemptPipeline(ctx, next, cmds, tx, true)
+	}
+	return err
+}
+
+func (c *Client) attemptPipeline(ctx context.Context, e *endpoint, cmds []redis.Cmder, tx, retry bool) error {
+	var p redis.Pipeliner
+	if tx {
+		p = e.client.TxPipeline()
+	} else {
+		p = e.client.Pipeline()
+	}
+	blocking := false
+	for _, cmd := range cmds {
+		blocking = blocking || isBlocking(cmd)
+	}
+	_ = p.BatchProcess(ctx, cmds...)
+	var start time.Time
+	if !blocking {
+		e.live.inflight.Add(1)
+		if c.cfg.SlowCallThreshold > 0 {
+			start = time.Now()
+		}
+	}
+	_, err := p.Exec(ctx)
+	if !blocking {
+		e.live.inflight.Add(-1)
+	}
+	c.record(ctx, e, err, start, retry)
+	return err
+}
+
+// record counts one outcome against e. The supervisor folds the counters
+// into e's window; a failure wakes it at once.
+func (c *Client) record(ctx context.Context, e *endpoint, err error, start time.Time, retry bool) {
+	s := &e.live
+	if err == nil || !c.cfg.IsEndpointFailure(err) {
+		if err != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+			return // the caller gave up: says nothing about e
+		}
+		s.successes.Add(1)
+		if s.consecutive.Load() != 0 {
+			s.consecutive.Store(0)
+		}
+		if !start.IsZero() && time.Since(start) > c.cfg.SlowCallThreshold {
+			s.slow.Add(1)
+			c.wakeSupervisor()
+		}
+		return
+	}
+	if retry && isTimeout(err) {
+		if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+			// The caller's deadline ran out during a retry: the time was
+			// spent on the endpoint that failed first, not on e.
+			return
+		}
+	}
+	now := time.Now()
+	s.failures.Add(1)
+	if s.consecutive.Add(1) == 1 {
+		s.runStart.Store(now.UnixNano())
+	}
+	s.lastErr.Store(&errBox{err})
+	c.wakeSupervisor()
+}
+
+func (c *Client) wakeSupervisor() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+func setCmdsErr(cmds []redis.Cmder, err error) {
+	for _, cmd := range cmds {
+		cmd.SetErr(err)
+	}
+}
+
+// routingHook is installed on the front clients whose command methods the
+// Client exposes. It never calls next: it hands every command, through the
+// hooks the user added with Client.AddHook, to the routing code above.
+type routingHook struct {
+	c  *Client
+	tx bool // installed on the front client that runs transactions
+}
+
+func (h routingHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h routingHook) ProcessHook(redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		return h.c.hooks.Load().process(ctx, cmd)
+	}
+}
+
+func (h routingHook) ProcessPipelineHook(redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	if h.tx {
+		return func(ctx context.Context, cmds []redis.Cmder) error {
+			return h.c.hooks.Load().txPipeline(ctx, cmds)
+		}
+	}
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		return h.c.hooks.Load().pipeline(ctx, cmds)
+	}
+}
+
+// hookChain is the user's hooks wrapped around the routing functions,
+// rebuilt copy-on-write by AddHook.
+type hookChain struct {
+	user       []redis.Hook
+	process    redis.ProcessHook
+	pipeline   redis.ProcessPipelineHook
+	txPipeline redis.ProcessPipelineHook
+}
+
+// newHookChain wraps the routing functions in hooks, the first hook
+// outermost, as go-redis orders them.
+func (c *Client) newHookChain(hooks []redis.Hook) *hookChain {
+	h := &hookChain{
+		user:       hooks,
+		process:    c.process,
+		pipeline:   func(ctx context.Context, cmds []redis.Cmder) error { return c.processPipeline(ctx, cmds, false) },
+		txPipeline: func(ctx context.Context, cmds []redis.Cmder) error { return c.processPipeline(ctx, cmds, true) },
+	}
+	for i := len(hooks) - 1; i >= 0; i-- {
+		if p := hooks[i].ProcessHook(h.process); p != nil {
+			h.process = p
+		}
+		if p := hooks[i].ProcessPipelineHook(h.pipeline); p != nil {
+			h.pipeline = p
+		}
+		if p := hooks[i].ProcessPipelineHook(h.txPipeline); p != nil {
+			h.txPipeline = p
+		}
+	}
+	return h
+}

@@ -1,0 +1,67 @@
+package geofailover
+
+import "time"
+
+// Health is an endpoint's health as its checks see it.
+type Health int
+
+// The health states. An endpoint starts Unknown; its first check decides
+// Healthy or Unhealthy; afterwards it takes UnhealthyAfter failed checks in
+// a row to become Unhealthy and HealthyAfter passed checks to become Healthy.
+const (
+	HealthUnknown Health = iota
+	Healthy
+	Unhealthy
+)
+
+func (h Health) String() string {
+	switch h {
+	case Healthy:
+		return "healthy"
+	case Unhealthy:
+		return "unhealthy"
+	}
+	return "unknown"
+}
+
+// BreakerState is the state of an endpoint's circuit breaker.
+type BreakerState int
+
+// The breaker states. An open breaker closes again when the endpoint is
+// healthy and its grace period has ended.
+const (
+	BreakerClosed BreakerState = iota
+	BreakerOpen
+)
+
+func (s BreakerState) String() string {
+	if s == BreakerOpen {
+		return "open"
+	}
+	return "closed"
+}
+
+// EndpointStatus is a snapshot of one endpoint, as Client.Status returns it.
+type EndpointStatus struct {
+	Name   string
+	Weight float64
+	// Active is true for the endpoint taking traffic.
+	Active  bool
+	Health  Health
+	Breaker BreakerState
+	// ConsecutivePasses and ConsecutiveFailures count the current run of
+	// health-check results (one of them is zero).
+	ConsecutivePasses   int
+	ConsecutiveFailures int
+	// LastError is the last error of a health check or a command (nil if the
+	// last check passed and no command failed since).
+	LastError error
+	// LastCheckLatency is how long the last health check took.
+	LastCheckLatency time.Duration
+	// LastCheck is when the last health check finished (zero before the first).
+	LastCheck time.Time
+	// GraceUntil is when the endpoint's grace period ends (zero if it has none).
+	GraceUntil time.Time
+	// InFlight is the number of non-blocking commands outstanding on it.
+	InFlight int64
+}

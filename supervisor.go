@@ -1,0 +1,416 @@
+package geofailover
+
+import (
+	"context"
+	"time"
+
+	"github.com/geofailover/geofailover/internal/breaker"
+	"github.com/geofailover/geofailover/internal/window"
+)
+
+// supervisor owns every routing decision of one Client. It runs on a single
+// goroutine; all its fields, and the supervisor-state fields of the
+// endpoints, are touched by that goroutine only. Inputs arrive on channels:
+// health-check results, wake-ups from the command path after a failure, a
+// ticker (window rotation, stall detection, grace expiry), and requests from
+// the API (SwitchTo, SetWeight, AddEndpoint, RemoveEndpoint, Status).
+type supervisor struct {
+	c    *Client
+	cfg  *config
+	rule breaker.Rule
+	eps  []*endpoint // configuration order
+	next int         // order given to the next endpoint added
+
+	active    *endpoint
+	fallback  *endpoint
+	pinned    *endpoint // chosen by SwitchTo
+	pinForced bool
+	manual    bool // a SwitchTo is being applied in this step
+	started   bool // the initial selection is made (or every endpoint was checked)
+	allDown   bool
+
+	results  chan checkResult
+	requests chan request
+	evs      []Event // collected during a step, published at its end
+}
+
+type checkResult struct {
+	ep      *endpoint
+	epoch   uint64
+	err     error
+	latency time.Duration
+	at      time.Time
+}
+
+type request struct {
+	fn   func(now time.Time)
+	done chan struct{}
+}
+
+func newSupervisor(c *Client, cfg *config) *supervisor {
+	s := &supervisor{
+		c:        c,
+		cfg:      cfg,
+		results:  make(chan checkResult),
+		requests: make(chan request),
+	}
+	s.rule = breaker.Rule{FailureRatio: cfg.BreakerFailureRatio, SlowRatio: cfg.SlowCallRatio}
+	if !cfg.DisableConsecutiveTrip {
+		s.rule.Consecutive = int64(cfg.BreakerConsecutiveFailures)
+	}
+	if !cfg.DisableRatioTrip {
+		s.rule.MinFailures = uint64(cfg.BreakerMinFailures)
+	}
+	if cfg.SlowCallThreshold > 0 {
+		s.rule.SlowMinCalls = uint64(cfg.SlowCallMinCalls)
+	}
+	if !cfg.DisableStallDetection {
+		s.rule.Stall = cfg.StallTimeout
+	}
+	return s
+}
+
+// tickInterval is how often the supervisor looks at the endpoints without
+// being woken: a fifth of the stall timeout, within [10 ms, 100 ms].
+func (s *supervisor) tickInterval() time.Duration {
+	return min(max(s.cfg.StallTimeout/5, 10*time.Millisecond), 100*time.Millisecond)
+}
+
+func (s *supervisor) run(ctx context.Context) {
+	ticker := time.NewTicker(s.tickInterval())
+	defer ticker.Stop()
+	s.step(time.Now())
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case res := <-s.results:
+			s.onCheck(res)
+		case <-s.c.wake:
+		case <-ticker.C:
+		case req := <-s.requests:
+			now := time.Now()
+			req.fn(now)
+			s.step(now)
+			close(req.done)
+			continue
+		}
+		s.step(time.Now())
+	}
+}
+
+// step brings the state up to date with what was observed and applies the
+// selection rule. It is the supervisor's whole decision; tests call it
+// directly.
+func (s *supervisor) step(now time.Time) {
+	for _, e := range s.eps {
+		s.observe(e, now)
+	}
+	s.decide(now)
+	if len(s.evs) > 0 {
+		s.c.events.publish(s.evs...)
+		s.evs = s.evs[:0]
+	}
+}
+
+// observe folds e's live counters into its window and moves its breaker:
+// Closed -> Open when the trip rule says so; Open -> Closed when the grace
+// period is over and health checks pass.
+func (s *supervisor) observe(e *endpoint, now time.Time) {
+	c := window.Counts{
+		Successes: e.live.successes.Swap(0),
+		Failures:  e.live.failures.Swap(0),
+		Slow:      e.live.slow.Swap(0),
+	}
+	e.window.Add(now, c)
+	if e.live.inflight.Load() <= 0 || c.Calls() > 0 || e.stallSince.IsZero() {
+		e.stallSince = now
+	}
+	if b := e.live.lastErr.Load(); b != nil && c.Failures > 0 {
+		e.lastErr = b.err
+	}
+	switch e.breaker {
+	case BreakerClosed:
+		cause := s.rule.Trip(e.window.Totals(now), e.live.consecutive.Load(), now.Sub(e.stallSince))
+		if cause != breaker.CauseNone {
+			s.openBreaker(e, cause, now)
+		}
+	case BreakerOpen:
+		if e.health == Healthy && !now.Before(e.graceUntil) {
+			e.breaker = BreakerClosed
+			e.window.Reset()
+			e.live.consecutive.Store(0)
+			e.stallSince = now
+			s.emit(Event{Kind: EventBreakerClosed, At: now, Endpoint: e.name})
+		}
+	}
+}
+
+func (s *supervisor) openBreaker(e *endpoint, cause breaker.Cause, now time.Time) {
+	e.breaker = BreakerOpen
+	e.openedAt = now
+	switch cause {
+	case breaker.CauseConsecutive:
+		if ns := e.live.runStart.Load(); ns != 0 {
+			e.openedAt = time.Unix(0, ns)
+		}
+	case breaker.CauseStall:
+		e.openedAt = e.stallSince
+	}
+	e.epoch.Add(1)
+	e.window.Reset()
+	e.live.consecutive.Store(0)
+	s.startGrace(e, now)
+	s.emit(Event{Kind: EventBreakerOpened, At: now, Endpoint: e.name, Cause: cause.String(), Err: e.lastErr})
+}
+
+// startGrace bars e from being chosen for its grace period. The period
+// doubles (up to GracePeriodMax) when e fails again within twice its current
+// period after traffic returned to it, and is back to GracePeriod otherwise.
+func (s *supervisor) startGrace(e *endpoint, now time.Time) {
+	if !e.restoredAt.IsZero() && now.Sub(e.restoredAt) < 2*s.grace(e.graceLevel) {
+		if s.grace(e.graceLevel) < s.cfg.GracePeriodMax {
+			e.graceLevel++
+		}
+	} else {
+		e.graceLevel = 0
+	}
+	e.graceUntil = now.Add(s.grace(e.graceLevel))
+}
+
+// grace is the grace period at a level: GracePeriod doubled level times,
+// capped at GracePeriodMax.
+func (s *supervisor) grace(level int) time.Duration {
+	g := s.cfg.GracePeriod
+	for range level {
+		g *= 2
+		if g >= s.cfg.GracePeriodMax {
+			return s.cfg.GracePeriodMax
+		}
+	}
+	return g
+}
+
+// onCheck applies one health-check result, with N/M hysteresis: the first
+// result decides on its own; later, UnhealthyAfter failures in a row make an
+// endpoint unhealthy and HealthyAfter passes in a row make it healthy.
+func (s *supervisor) onCheck(r checkResult) {
+	e := r.ep
+	if e.removed || r.epoch != e.epoch.Load() {
+		return // a stale probe, from before the endpoint's breaker opened
+	}
+	e.lastCheck, e.lastLatency = r.at, r.latency
+	prev := e.health
+	if r.err == nil {
+		e.passes, e.fails, e.lastPassed = e.passes+1, 0, true
+		if prev != Healthy && (prev == HealthUnknown || e.passes >= s.cfg.HealthyAfter) {
+			e.health, e.healthySince = Healthy, r.at
+		}
+	} else {
+		e.passes, e.fails, e.lastPassed, e.lastErr = 0, e.fails+1, false, r.err
+		if e.fails == 1 {
+			e.firstFailAt = r.at
+		}
+		if prev != Unhealthy && (prev == HealthUnknown || e.fails >= s.cfg.UnhealthyAfter) {
+			e.health = Unhealthy
+		}
+	}
+	if e.health != prev {
+		s.emit(Event{Kind: EventHealthChanged, At: r.at, Endpoint: e.name, Health: e.health, PrevHealth: prev, Err: r.err})
+		s.c.cfg.Logger.Info("geofailover: health changed", "endpoint", e.name, "from", prev, "to", e.health, "err", r.err)
+	}
+}
+
+// choose is the selection rule, the one place that decides which endpoint
+// should be active now. Postcondition: it returns
+//   - the pinned endpoint (SwitchTo) while it is usable, or always if forced;
+//   - else the active endpoint while it is usable, unless a higher-weight
+//     usable endpoint has been healthy for FailbackDelay (failback);
+//   - else the highest-weight usable endpoint (failover), except that at
+//     startup it waits for higher-weight endpoints' first check;
+//   - else, since anything beats nothing, the active endpoint if its last
+//     check passed, or the highest-weight endpoint whose last check passed;
+//   - else nil: all endpoints are down.
+//
+// Usable means healthy, breaker closed and out of the grace period; ties in
+// weight go to configuration order.
+func (s *supervisor) choose(now time.Time) *endpoint {
+	if p := s.pinned; p != nil {
+		if !p.removed && (s.pinForced || p.usable(now)) {
+			return p
+		}
+		s.pinned = nil
+	}
+	best := s.best(func(e *endpoint) bool { return e.usable(now) })
+	a := s.active
+	if a != nil && a.usable(now) {
+		if best != nil && best.weight > a.weight && !s.cfg.DisableFailback && now.Sub(best.healthySince) >= s.cfg.FailbackDelay {
+			return best
+		}
+		return a
+	}
+	if best == nil {
+		if a != nil && !a.removed && a.lastPassed {
+			return a
+		}
+		best = s.best(func(e *endpoint) bool { return !e.removed && e.lastPassed })
+	}
+	if best != nil && !s.started {
+		for _, e := range s.eps {
+			if e.health == HealthUnknown && e.weight > best.weight {
+				return nil // a preferred endpoint has not answered its first check yet
+			}
+		}
+	}
+	return best
+}
+
+// best returns the highest-weight endpoint that ok accepts, first in
+// configuration order among equals.
+func (s *supervisor) best(ok func(*endpoint) bool) *endpoint {
+	var b *endpoint
+	for _, e := range s.eps {
+		if ok(e) && (b == nil || e.weight > b.weight) {
+			b = e
+		}
+	}
+	return b
+}
+
+// decide applies choose and publishes any change of route, with its events.
+func (s *supervisor) decide(now time.Time) {
+	target := s.choose(now)
+	from := s.active
+	if target != from {
+		s.switchTo(from, target, now)
+	}
+	if !s.started && (target != nil || s.allChecked()) {
+		s.started = true
+		if target == nil {
+			s.enterAllDown(now)
+			s.emit(Event{Kind: EventAllDown, At: now})
+			s.cfg.Logger.Warn("geofailover: no endpoint is up at startup")
+		}
+	}
+	fallback := s.best(func(e *endpoint) bool { return e != target && e.usable(now) })
+	if fallback == nil {
+		fallback = s.best(func(e *endpoint) bool { return e != target && !e.removed && e.lastPassed })
+	}
+	if target != from || fallback != s.fallback {
+		s.fallback = fallback
+		if target != nil || !s.allDown {
+			s.c.publish(&route{active: target, fallback: fallback, changed: make(chan struct{})})
+		}
+	}
+	s.manual = false
+}
+
+func (s *supervisor) allChecked() bool {
+	for _, e := range s.eps {
+		if e.health == HealthUnknown {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *supervisor) switchTo(from, to *endpoint, now time.Time) {
+	reason, detection := ReasonNone, time.Duration(0)
+	var lastErr error
+	if from != nil {
+		lastErr = from.lastErr
+		switch {
+		case from.removed:
+			reason = ReasonRemoved
+		case s.manual:
+			reason = ReasonManual
+		case from.breaker == BreakerOpen:
+			reason, detection = ReasonBreaker, now.Sub(from.openedAt)
+		case from.health != Healthy:
+			reason, detection = ReasonHealth, now.Sub(from.firstFailAt)
+			s.startGrace(from, now)
+		case from.usable(now):
+			reason = ReasonFailback
+		default:
+			reason = ReasonHealth
+		}
+	}
+	s.active = to
+	if to != nil {
+		to.restoredAt = now
+	}
+	fromName, toName := nameOf(from), nameOf(to)
+	log := s.cfg.Logger
+	switch {
+	case to == nil:
+		s.enterAllDown(now)
+		s.emit(Event{Kind: EventAllDown, At: now, From: fromName, Reason: reason, DetectionTime: detection, Err: lastErr})
+		log.Warn("geofailover: all endpoints down", "last", fromName, "reason", reason)
+		return
+	case !s.started:
+		s.emit(Event{Kind: EventInitialSelection, At: now, To: toName})
+		log.Info("geofailover: initial selection", "endpoint", toName)
+	case s.allDown:
+		s.emit(Event{Kind: EventRecovered, At: now, To: toName, From: fromName})
+		log.Info("geofailover: recovered", "endpoint", toName)
+	default:
+		s.emit(Event{Kind: EventSwitch, At: now, From: fromName, To: toName, Reason: reason, DetectionTime: detection, Err: lastErr})
+		log.Info("geofailover: switch", "from", fromName, "to", toName, "reason", reason, "detection", detection)
+	}
+	s.allDown = false
+}
+
+// enterAllDown publishes a route that fails commands fast with each
+// endpoint's last error.
+func (s *supervisor) enterAllDown(now time.Time) {
+	errs := make(map[string]error, len(s.eps))
+	for _, e := range s.eps {
+		err := e.lastErr
+		if err == nil {
+			err = errWhyUnusable(e, now)
+		}
+		errs[e.name] = err
+	}
+	s.allDown = true
+	s.c.publish(&route{err: &NoHealthyEndpointError{LastErrors: errs}, changed: make(chan struct{})})
+}
+
+func errWhyUnusable(e *endpoint, now time.Time) error {
+	switch {
+	case e.breaker == BreakerOpen:
+		return errorString("breaker open")
+	case now.Before(e.graceUntil):
+		return errorString("in grace period")
+	case e.health != Healthy:
+		return errorString("health " + e.health.String())
+	}
+	return errorString("unusable")
+}
+
+type errorString string
+
+func (e errorString) Error() string { return string(e) }
+
+func nameOf(e *endpoint) string {
+	if e == nil {
+		return ""
+	}
+	return e.name
+}
+
+func (s *supervisor) emit(ev Event) { s.evs = append(s.evs, ev) }
+
+// status returns a snapshot of every endpoint.
+func (s *supervisor) status() []EndpointStatus {
+	out := make([]EndpointStatus, 0, len(s.eps))
+	for _, e := range s.eps {
+		out = append(out, EndpointStatus{
+			Name: e.name, Weight: e.weight, Active: e == s.active,
+			Health: e.health, Breaker: e.breaker,
+			ConsecutivePasses: e.passes, ConsecutiveFailures: e.fails,
+			LastError: e.lastErr, LastCheckLatency: e.lastLatency, LastCheck: e.lastCheck,
+			GraceUntil: e.graceUntil, InFlight: e.live.inflight.Load(),
+		})
+	}
+	return out
+}

@@ -1,0 +1,133 @@
+package geofailover
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// This file holds the redis.UniversalClient methods that the embedded
+// Cmdable does not provide.
+
+// Do runs an arbitrary command on the active endpoint.
+func (c *Client) Do(ctx context.Context, args ...any) *redis.Cmd { return c.front.Do(ctx, args...) }
+
+// Process runs cmd on the active endpoint.
+func (c *Client) Process(ctx context.Context, cmd redis.Cmder) error {
+	return c.front.Process(ctx, cmd)
+}
+
+// TxPipeline returns a pipeline whose commands run as one MULTI/EXEC
+// transaction on one endpoint.
+func (c *Client) TxPipeline() redis.Pipeliner { return c.txFront.Pipeline() }
+
+// TxPipelined runs fn's commands as one MULTI/EXEC transaction on one
+// endpoint.
+func (c *Client) TxPipelined(ctx context.Context, fn func(redis.Pipeliner) error) ([]redis.Cmder, error) {
+	return c.TxPipeline().Pipelined(ctx, fn)
+}
+
+// AddHook adds a go-redis hook around every command and pipeline the Client
+// runs (once per call, not per attempt). Its DialHook is not used: members
+// dial with their own hooks.
+func (c *Client) AddHook(h redis.Hook) {
+	c.hooksMu.Lock()
+	defer c.hooksMu.Unlock()
+	hooks := append(append([]redis.Hook(nil), c.hooks.Load().user...), h)
+	c.hooks.Store(c.newHookChain(hooks))
+}
+
+// active returns the endpoint taking traffic, waiting as commands do.
+func (c *Client) activeEndpoint(ctx context.Context) (*endpoint, error) {
+	r, err := c.awaitRoute(ctx, c.route.Load())
+	if err != nil {
+		return nil, err
+	}
+	return r.active, nil
+}
+
+// Watch runs fn in a WATCH transaction on the active endpoint, all on one
+// connection of that endpoint.
+func (c *Client) Watch(ctx context.Context, fn func(*redis.Tx) error, keys ...string) error {
+	e, err := c.activeEndpoint(ctx)
+	if err != nil {
+		return err
+	}
+	return e.client.Watch(ctx, fn, keys...)
+}
+
+// Subscribe subscribes to channels on the active endpoint.
+func (c *Client) Subscribe(ctx context.Context, channels ...string) *redis.PubSub {
+	if e, err := c.activeEndpoint(ctx); err == nil {
+		return e.client.Subscribe(ctx, channels...)
+	}
+	return c.front.Subscribe(ctx, channels...)
+}
+
+// PSubscribe subscribes to patterns on the active endpoint.
+func (c *Client) PSubscribe(ctx context.Context, patterns ...string) *redis.PubSub {
+	if e, err := c.activeEndpoint(ctx); err == nil {
+		return e.client.PSubscribe(ctx, patterns...)
+	}
+	return c.front.PSubscribe(ctx, patterns...)
+}
+
+// SSubscribe subscribes to shard channels on the active endpoint.
+func (c *Client) SSubscribe(ctx context.Context, channels ...string) *redis.PubSub {
+	if e, err := c.activeEndpoint(ctx); err == nil {
+		return e.client.SSubscribe(ctx, channels...)
+	}
+	return c.front.SSubscribe(ctx, channels...)
+}
+
+// PoolStats returns the active endpoint's pool statistics (empty when none
+// is active).
+func (c *Client) PoolStats() *redis.PoolStats {
+	if e := c.route.Load().active; e != nil {
+		return e.client.PoolStats()
+	}
+	return &redis.PoolStats{}
+}
+
+// AutoPipeline is not supported: an AutoPipeliner would bypass failover. It
+// returns ErrNotSupported.
+func (c *Client) AutoPipeline() (*redis.AutoPipeliner, error) { return nil, errAutoPipeline }
+
+// AutoPipelineWithOptions returns ErrNotSupported; see AutoPipeline.
+func (c *Client) AutoPipelineWithOptions(*redis.AutoPipelineOptions) (*redis.AutoPipeliner, error) {
+	return nil, errAutoPipeline
+}
+
+// AsyncAutoPipeline returns ErrNotSupported; see AutoPipeline.
+func (c *Client) AsyncAutoPipeline() (*redis.AutoPipeliner, error) { return nil, errAutoPipeline }
+
+// AsyncAutoPipelineWithOptions returns ErrNotSupported; see AutoPipeline.
+func (c *Client) AsyncAutoPipelineWithOptions(*redis.AutoPipelineOptions) (*redis.AutoPipeliner, error) {
+	return nil, errAutoPipeline
+}
+
+var errAutoPipeline = fmt.Errorf("%w: AutoPipeline would bypass failover; use Pipeline", ErrNotSupported)
+
+// PingCheck is the default health check: PING must answer PONG.
+func PingCheck(ctx context.Context, c redis.UniversalClient) error {
+	return c.Ping(ctx).Err()
+}
+
+// EchoCheck is a health check that sends ECHO with a random payload and
+// requires the same payload back, so a proxy or a stale reply cannot pass.
+func EchoCheck(ctx context.Context, c redis.UniversalClient) error {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	want := hex.EncodeToString(b[:])
+	got, err := c.Echo(ctx, want).Result()
+	if err != nil {
+		return err
+	}
+	if got != want {
+		return fmt.Errorf("geofailover: ECHO returned %q, want %q", got, want)
+	}
+	return nil
+}
