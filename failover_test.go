@@ -1,18 +1,24 @@
 package geofailover_test
 
 import (
+	"context"
+	"errors"
 	"testing"
 	"time"
+
+	"github.com/geofailover/geofailover"
+	"github.com/geofailover/geofailover/internal/testserver"
 )
 
 // TestKillUnderLoad: SIGKILL the preferred endpoint under the reference
-// workload; traffic must move to the standby at once, with no read errors
-// and write errors only for commands in flight.
+// workload; traffic must move to the standby at once, with errors only for
+// commands in flight.
 func TestKillUnderLoad(t *testing.T) {
 	east, _, c := pair(t, nil)
 	waitActive(t, c, "east")
 	w := startWorkload(c, 8)
 	time.Sleep(200 * time.Millisecond)
+	killStart := time.Now()
 	east.Kill() // returns once the process is gone: later successes are west's
 	killedAt := time.Now()
 	time.Sleep(300 * time.Millisecond)
@@ -25,10 +31,155 @@ func TestKillUnderLoad(t *testing.T) {
 	if got := c.Active(); got != "west" {
 		t.Fatalf("active = %q after kill, want west", got)
 	}
-	reads, writes, sample := w.errorsAfter(killedAt)
-	t.Logf("kill under load: first success on west %v after SIGKILL; errors: %d reads, %d writes %v; slowest command %v; %d ops",
-		first, reads, writes, sample, w.maxDur, w.ops.Load())
+	reads, writes, sample := w.errorsAfter(killStart)
+	t.Logf("kill under load: first success on west <= %v after SIGKILL; errors: %d reads, %d writes %v; slowest command %v; %d ops",
+		first+killedAt.Sub(killStart), reads, writes, sample, w.maxDur, w.ops.Load())
 	if writes > 8 || reads > 8 {
 		t.Errorf("workload saw %d read and %d write errors, want at most one per worker in flight", reads, writes)
+	}
+}
+
+// TestKillNoTraffic: with no commands at all, the health checks alone must
+// move traffic off a killed endpoint.
+func TestKillNoTraffic(t *testing.T) {
+	east, _, c := pair(t, nil)
+	waitActive(t, c, "east")
+	events, stop := c.Events(16)
+	defer stop()
+	east.Kill()
+	took := waitActive(t, c, "west")
+	ev := nextEvent(t, events, geofailover.EventSwitch)
+	t.Logf("kill with no traffic: switched after %v (event: reason %v, detection %v)", took, ev.Reason, ev.DetectionTime)
+	if ev.From != "east" || ev.To != "west" || ev.Reason != geofailover.ReasonHealth {
+		t.Errorf("switch event %+v, want east->west for health", ev)
+	}
+	if took > 5*time.Second {
+		t.Errorf("switch took %v; defaults promise about 2 s", took)
+	}
+}
+
+// TestFailbackDefaults: with default options, traffic returns to the
+// preferred endpoint after it is restarted, once its grace period and the
+// failback delay are over.
+func TestFailbackDefaults(t *testing.T) {
+	east, _, c := pair(t, nil)
+	waitActive(t, c, "east")
+	east.Kill()
+	waitActive(t, c, "west")
+	east.Restart()
+	restarted := time.Now()
+	waitActive(t, c, "east")
+	took := time.Since(restarted)
+	t.Logf("failback with defaults: %v after restart", took)
+	if took > 16*time.Second {
+		t.Errorf("failback took %v, want <= 15 s", took)
+	}
+	if err := c.Set(context.Background(), "k", "v", 0).Err(); err != nil {
+		t.Errorf("SET after failback: %v", err)
+	}
+}
+
+// TestHangUnderLoad: SIGSTOP the preferred endpoint (a hung server) under
+// load; the breaker must move every worker within a second.
+func TestHangUnderLoad(t *testing.T) {
+	east, _, c := pair(t, nil)
+	waitActive(t, c, "east")
+	w := startWorkload(c, 8)
+	time.Sleep(200 * time.Millisecond)
+	stoppedAt := time.Now()
+	east.Pause()
+	defer east.Resume()
+	took := waitActive(t, c, "west")
+	time.Sleep(300 * time.Millisecond)
+	w.halt()
+	first, ok := w.firstSuccessAfter(stoppedAt.Add(took))
+	if !ok {
+		t.Fatal("no command succeeded after the switch")
+	}
+	reads, writes, sample := w.errorsAfter(stoppedAt)
+	t.Logf("hang under load: switched %v after SIGSTOP, then first success %v; errors %d reads, %d writes %v; slowest %v",
+		took, first, reads, writes, sample, w.maxDur)
+	if took > time.Second {
+		t.Errorf("switch took %v, want <= 1 s", took)
+	}
+	if w.maxDur > 150*time.Millisecond {
+		t.Errorf("a command took %v despite a 100 ms deadline", w.maxDur)
+	}
+	// Errors charged to west because of east: none may open west's breaker.
+	for _, st := range c.Status() {
+		if st.Name == "west" && st.Breaker != geofailover.BreakerClosed {
+			t.Errorf("west breaker %v after east hung", st.Breaker)
+		}
+	}
+}
+
+// TestAllDownThenOneBack: with every endpoint down, commands fail fast with
+// ErrNoHealthyEndpoint carrying each endpoint's last error; when one comes
+// back, service resumes by itself.
+func TestAllDownThenOneBack(t *testing.T) {
+	east, west, c := pair(t, nil)
+	waitActive(t, c, "east")
+	east.Kill()
+	west.Kill()
+	waitActive(t, c, "")
+
+	ctx := context.Background()
+	start := time.Now()
+	err := c.Get(ctx, "k").Err()
+	if took := time.Since(start); took > 50*time.Millisecond {
+		t.Errorf("command took %v while all down; want fail-fast", took)
+	}
+	var nh *geofailover.NoHealthyEndpointError
+	if !errors.Is(err, geofailover.ErrNoHealthyEndpoint) || !errors.As(err, &nh) {
+		t.Fatalf("error %v, want ErrNoHealthyEndpoint", err)
+	}
+	if len(nh.LastErrors) != 2 || nh.LastErrors["east"] == nil || nh.LastErrors["west"] == nil {
+		t.Errorf("LastErrors %v, want one per endpoint", nh.LastErrors)
+	}
+
+	west.Restart()
+	back := time.Now()
+	for c.Set(ctx, "k", "v", 0).Err() != nil {
+		if time.Since(back) > testTimeout {
+			t.Fatal("service did not resume after west came back")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	took := time.Since(back)
+	t.Logf("all down, then west back: first success %v after restart", took)
+	if took > 2500*time.Millisecond {
+		t.Errorf("first success took %v, want <= 2 s", took)
+	}
+}
+
+// TestPreferredDownAtStart: New must not need the preferred endpoint; the
+// client starts on the standby and fails back once the preferred one is up.
+func TestPreferredDownAtStart(t *testing.T) {
+	east, west := testserver.Start(t), testserver.Start(t)
+	east.Kill()
+	c := clientFor(t, east, west, fast)
+	if got := c.Active(); got != "west" {
+		t.Fatalf("active = %q at start with east down, want west", got)
+	}
+	if err := c.Set(context.Background(), "k", "v", 0).Err(); err != nil {
+		t.Fatalf("SET on west: %v", err)
+	}
+	east.Restart()
+	took := waitActive(t, c, "east")
+	t.Logf("preferred endpoint up after start: failback in %v (tuned)", took)
+}
+
+func nextEvent(t *testing.T, ch <-chan geofailover.Event, kind geofailover.EventKind) geofailover.Event {
+	t.Helper()
+	timeout := time.After(testTimeout)
+	for {
+		select {
+		case ev := <-ch:
+			if ev.Kind == kind {
+				return ev
+			}
+		case <-timeout:
+			t.Fatalf("no %v event within %v", kind, testTimeout)
+		}
 	}
 }

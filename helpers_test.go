@@ -21,15 +21,20 @@ const testTimeout = 30 * time.Second
 func pair(t *testing.T, tune func(*geofailover.Options)) (east, west *testserver.Server, c *geofailover.Client) {
 	t.Helper()
 	east, west = testserver.Start(t), testserver.Start(t)
+	return east, west, clientFor(t, east, west, tune)
+}
+
+// clientFor returns a ready client over east (weight 1) and west (0.5).
+func clientFor(t *testing.T, east, west *testserver.Server, tune func(*geofailover.Options)) *geofailover.Client {
+	t.Helper()
 	opts := &geofailover.Options{Endpoints: []geofailover.Endpoint{
 		{Name: "east", Weight: 1, Options: &redis.Options{Addr: east.Addr}},
-		{Name: "west", Weight: 0.5, Options: &redis.Options{Addr: west.Addr}},
+		{Name: "west", Weight: 0.5, URL: "redis://" + west.Addr + "/0"},
 	}}
 	if tune != nil {
 		tune(opts)
 	}
-	c = newClient(t, opts)
-	return east, west, c
+	return newClient(t, opts)
 }
 
 func newClient(t *testing.T, opts *geofailover.Options) *geofailover.Client {

@@ -336,8 +336,8 @@ func (s *supervisor) switchTo(from, to *endpoint, now time.Time) {
 		}
 	}
 	s.active = to
-	if to != nil {
-		to.restoredAt = now
+	if to != nil && !to.graceUntil.IsZero() {
+		to.restoredAt = now // traffic returns to an endpoint that failed before
 	}
 	fromName, toName := nameOf(from), nameOf(to)
 	log := s.cfg.Logger
