@@ -1,0 +1,304 @@
+package geofailover
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/geofailover/geofailover/internal/window"
+)
+
+// harness is a supervisor with fake endpoints and no goroutines of its own:
+// tests feed it health results and command outcomes and call step, under
+// synctest's fake clock.
+type harness struct {
+	t  *testing.T
+	c  *Client
+	s  *supervisor
+	mu sync.Mutex
+	ev []Event
+}
+
+func newHarness(t *testing.T, tune func(*Options), weights ...float64) *harness {
+	opts := &Options{}
+	for i, w := range weights {
+		opts.Endpoints = append(opts.Endpoints, Endpoint{Name: []string{"east", "west", "north"}[i], Weight: w, URL: "redis://127.0.0.1:1"})
+	}
+	if tune != nil {
+		tune(opts)
+	}
+	cfg, err := validate(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t}
+	h.c = &Client{cfg: cfg, wake: make(chan struct{}, 1), events: newEventQueue()}
+	t.Cleanup(h.c.events.close)
+	h.c.events.subscribe(func(ev Event) { h.mu.Lock(); h.ev = append(h.ev, ev); h.mu.Unlock() })
+	h.c.route.Store(&route{changed: make(chan struct{})})
+	h.s = newSupervisor(h.c, cfg)
+	h.c.sup = h.s
+	for i, spec := range cfg.Endpoints {
+		h.s.eps = append(h.s.eps, &endpoint{name: spec.Name, order: i, weight: spec.Weight,
+			window: window.New(cfg.bucketCount, cfg.BreakerBucket)})
+	}
+	return h
+}
+
+func (h *harness) ep(name string) *endpoint { return h.s.find(name) }
+
+// check delivers one health result for name and steps.
+func (h *harness) check(name string, err error) {
+	e := h.ep(name)
+	h.s.onCheck(checkResult{ep: e, epoch: e.epoch.Load(), err: err, at: time.Now()})
+	h.s.step(time.Now())
+}
+
+// checkAll delivers a result for every endpoint: pass unless listed as down.
+func (h *harness) checkAll(down ...string) {
+	for _, e := range h.s.eps {
+		var err error
+		for _, d := range down {
+			if d == e.name {
+				err = io.EOF
+			}
+		}
+		h.check(e.name, err)
+	}
+}
+
+func (h *harness) active() string { return h.c.Active() }
+
+func (h *harness) events(kind EventKind) []Event {
+	synctest.Wait()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []Event
+	for _, ev := range h.ev {
+		if ev.Kind == kind {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+func TestStartupWaitsForPreferredFirstCheck(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil, 1, 0.5)
+		h.check("west", nil)
+		if got := h.active(); got != "" {
+			t.Fatalf("active = %q before east's first check, want none yet", got)
+		}
+		h.check("east", io.EOF)
+		if got := h.active(); got != "west" {
+			t.Fatalf("active = %q after east failed its first check, want west", got)
+		}
+		if ev := h.events(EventInitialSelection); len(ev) != 1 || ev[0].To != "west" {
+			t.Errorf("initial selection events %+v", ev)
+		}
+	})
+}
+
+func TestHealthHysteresis(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil, 1, 0.5)
+		h.checkAll()
+		if h.active() != "east" {
+			t.Fatalf("active = %q", h.active())
+		}
+		h.check("east", io.EOF) // one failure: still healthy (UnhealthyAfter 2)
+		if h.ep("east").health != Healthy || h.active() != "east" {
+			t.Fatalf("one failed check changed health to %v", h.ep("east").health)
+		}
+		time.Sleep(time.Second)
+		h.check("east", io.EOF)
+		if h.ep("east").health != Unhealthy || h.active() != "west" {
+			t.Fatalf("two failed checks: health %v, active %q", h.ep("east").health, h.active())
+		}
+		sw := h.events(EventSwitch)
+		if len(sw) != 1 || sw[0].Reason != ReasonHealth || sw[0].DetectionTime != time.Second {
+			t.Fatalf("switch events %+v, want one for health detected over 1s", sw)
+		}
+		for range 2 {
+			h.check("east", nil)
+		}
+		if h.ep("east").health != Unhealthy {
+			t.Fatal("two passes made east healthy; HealthyAfter is 3")
+		}
+		h.check("east", nil)
+		if h.ep("east").health != Healthy {
+			t.Fatal("three passes did not make east healthy")
+		}
+	})
+}
+
+// failCommands records n failed commands on name, as the command path does.
+func (h *harness) failCommands(name string, n int) {
+	for range n {
+		h.c.record(context.Background(), h.ep(name), io.EOF, time.Time{}, false)
+	}
+	h.s.step(time.Now())
+}
+
+func TestBreakerFailoverGraceAndFailback(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil, 1, 0.5)
+		h.checkAll()
+		h.failCommands("east", 4)
+		if h.active() != "east" {
+			t.Fatal("4 failures tripped the breaker; the rule is 5 in a row")
+		}
+		h.c.record(context.Background(), h.ep("east"), nil, time.Time{}, false) // a success ends the run
+		h.failCommands("east", 4)
+		if h.active() != "east" {
+			t.Fatal("a success did not reset the consecutive count")
+		}
+		h.failCommands("east", 1)
+		if h.active() != "west" {
+			t.Fatalf("5 failures in a row: active %q, want west", h.active())
+		}
+		if ev := h.events(EventBreakerOpened); len(ev) != 1 || ev[0].Cause != "consecutive failures" {
+			t.Fatalf("breaker events %+v", ev)
+		}
+		e := h.ep("east")
+		if got := e.graceUntil.Sub(time.Now()); got != DefaultGracePeriod {
+			t.Fatalf("grace %v, want %v", got, DefaultGracePeriod)
+		}
+		// East stays healthy by its checks but is barred for the grace period.
+		for range 9 {
+			time.Sleep(time.Second)
+			h.checkAll()
+			if h.active() != "west" {
+				t.Fatalf("failed back during the grace period, at %v", e.graceUntil.Sub(time.Now()))
+			}
+		}
+		time.Sleep(time.Second)
+		h.checkAll()
+		if h.active() != "east" {
+			t.Fatalf("no failback after the grace period: active %q", h.active())
+		}
+		if ev := h.events(EventSwitch); len(ev) != 2 || ev[1].Reason != ReasonFailback {
+			t.Fatalf("switch events %+v", ev)
+		}
+		if ev := h.events(EventBreakerClosed); len(ev) != 1 {
+			t.Fatalf("breaker-closed events %+v", ev)
+		}
+
+		// Failing again soon after being restored doubles the grace period.
+		time.Sleep(5 * time.Second)
+		h.failCommands("east", 5)
+		if got := e.graceUntil.Sub(time.Now()); got != 2*DefaultGracePeriod {
+			t.Fatalf("grace after a quick relapse %v, want %v", got, 2*DefaultGracePeriod)
+		}
+		// After staying good long enough it is back to the base period.
+		time.Sleep(21 * time.Second)
+		h.checkAll()
+		if h.active() != "east" {
+			t.Fatalf("active %q, want east back", h.active())
+		}
+		time.Sleep(2 * 2 * DefaultGracePeriod)
+		h.checkAll()
+		h.failCommands("east", 5)
+		if got := e.graceUntil.Sub(time.Now()); got != DefaultGracePeriod {
+			t.Fatalf("grace after a long good stretch %v, want %v", got, DefaultGracePeriod)
+		}
+	})
+}
+
+func TestFailbackWaitsForStableHealth(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil, 1, 0.5)
+		h.checkAll("east") // east down at start
+		if h.active() != "west" {
+			t.Fatalf("active %q", h.active())
+		}
+		for range 3 {
+			time.Sleep(time.Second)
+			h.checkAll()
+		}
+		if h.ep("east").health != Healthy || h.active() != "west" {
+			t.Fatal("east must be healthy but not yet active (failback delay)")
+		}
+		for range 2 {
+			time.Sleep(time.Second)
+			h.checkAll()
+		}
+		if h.active() != "west" {
+			t.Fatal("failed back before FailbackDelay")
+		}
+		time.Sleep(time.Second)
+		h.checkAll()
+		if h.active() != "east" {
+			t.Fatal("no failback after FailbackDelay of stable health")
+		}
+	})
+}
+
+func TestAllDownFailsFastAndRecovers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil, 1, 0.5)
+		h.checkAll()
+		for range 2 {
+			h.checkAll("east", "west")
+		}
+		err := h.c.process(context.Background(), nil)
+		var nh *NoHealthyEndpointError
+		if !errors.Is(err, ErrNoHealthyEndpoint) || !errors.As(err, &nh) || len(nh.LastErrors) != 2 {
+			t.Fatalf("all down: %v", err)
+		}
+		if len(h.events(EventAllDown)) != 1 {
+			t.Fatal("no all-down event")
+		}
+		// One passing check of any endpoint is enough when all are down.
+		h.check("west", nil)
+		if h.active() != "west" {
+			t.Fatalf("active %q after west passed once, want west", h.active())
+		}
+		if ev := h.events(EventRecovered); len(ev) != 1 || ev[0].To != "west" {
+			t.Fatalf("recovered events %+v", ev)
+		}
+	})
+}
+
+func TestStallTripsBreaker(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil, 1, 0.5)
+		h.checkAll()
+		e := h.ep("east")
+		e.live.inflight.Add(3) // three commands sent, none answered
+		for range 4 {
+			time.Sleep(100 * time.Millisecond)
+			h.s.step(time.Now())
+		}
+		if h.active() != "east" {
+			t.Fatal("tripped before StallTimeout")
+		}
+		time.Sleep(100 * time.Millisecond)
+		h.s.step(time.Now())
+		if h.active() != "west" {
+			t.Fatal("no trip after StallTimeout without progress")
+		}
+		if ev := h.events(EventSwitch); len(ev) != 1 || ev[0].Reason != ReasonBreaker || ev[0].DetectionTime != 500*time.Millisecond {
+			t.Fatalf("switch events %+v", ev)
+		}
+	})
+}
+
+func TestRetryTimeoutNotChargedToStandby(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil, 1, 0.5)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+		defer cancel()
+		time.Sleep(2 * time.Millisecond)
+		for range 10 {
+			h.c.record(ctx, h.ep("west"), context.DeadlineExceeded, time.Time{}, true)
+		}
+		if n := h.ep("west").live.failures.Load(); n != 0 {
+			t.Fatalf("%d caller-deadline failures of retries charged to west", n)
+		}
+	})
+}
