@@ -66,7 +66,9 @@ func TestFailbackDefaults(t *testing.T) {
 	waitActive(t, c, "east")
 	east.Kill()
 	waitActive(t, c, "west")
-	east.Restart()
+	if err := east.Restart(); err != nil {
+		t.Fatal(err)
+	}
 	restarted := time.Now()
 	waitActive(t, c, "east")
 	took := time.Since(restarted)
@@ -87,7 +89,9 @@ func TestHangUnderLoad(t *testing.T) {
 	w := startWorkload(c, 8)
 	time.Sleep(200 * time.Millisecond)
 	stoppedAt := time.Now()
-	east.Pause()
+	if err := east.Pause(); err != nil {
+		t.Fatal(err)
+	}
 	defer east.Resume()
 	took := waitActive(t, c, "west")
 	time.Sleep(300 * time.Millisecond)
@@ -137,7 +141,9 @@ func TestAllDownThenOneBack(t *testing.T) {
 		t.Errorf("LastErrors %v, want one per endpoint", nh.LastErrors)
 	}
 
-	west.Restart()
+	if err := west.Restart(); err != nil {
+		t.Fatal(err)
+	}
 	back := time.Now()
 	for c.Set(ctx, "k", "v", 0).Err() != nil {
 		if time.Since(back) > testTimeout {
@@ -164,7 +170,9 @@ func TestPreferredDownAtStart(t *testing.T) {
 	if err := c.Set(context.Background(), "k", "v", 0).Err(); err != nil {
 		t.Fatalf("SET on west: %v", err)
 	}
-	east.Restart()
+	if err := east.Restart(); err != nil {
+		t.Fatal(err)
+	}
 	took := waitActive(t, c, "east")
 	t.Logf("preferred endpoint up after start: failback in %v (tuned)", took)
 }

@@ -278,7 +278,7 @@ func validate(opts *Options) (*config, error) {
 // validateEndpoint checks one endpoint; the caller adds its position.
 func validateEndpoint(ep *Endpoint) error {
 	if ep.Name == "" {
-		return fmt.Errorf("Name is empty")
+		return fmt.Errorf("name is empty")
 	}
 	if math.IsNaN(ep.Weight) || math.IsInf(ep.Weight, 0) || ep.Weight <= 0 {
 		return fmt.Errorf("endpoint %q: Weight must be a finite number > 0, got %v", ep.Name, ep.Weight)

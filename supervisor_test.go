@@ -165,7 +165,7 @@ func TestBreakerFailoverGraceAndFailback(t *testing.T) {
 			t.Fatalf("breaker events %+v", ev)
 		}
 		e := h.ep("east")
-		if got := e.graceUntil.Sub(time.Now()); got != DefaultGracePeriod {
+		if got := time.Until(e.graceUntil); got != DefaultGracePeriod {
 			t.Fatalf("grace %v, want %v", got, DefaultGracePeriod)
 		}
 		// East stays healthy by its checks but is barred for the grace period.
@@ -173,7 +173,7 @@ func TestBreakerFailoverGraceAndFailback(t *testing.T) {
 			time.Sleep(time.Second)
 			h.checkAll()
 			if h.active() != "west" {
-				t.Fatalf("failed back during the grace period, at %v", e.graceUntil.Sub(time.Now()))
+				t.Fatalf("failed back during the grace period, at %v", time.Until(e.graceUntil))
 			}
 		}
 		time.Sleep(time.Second)
@@ -191,7 +191,7 @@ func TestBreakerFailoverGraceAndFailback(t *testing.T) {
 		// Failing again soon after being restored doubles the grace period.
 		time.Sleep(5 * time.Second)
 		h.failCommands("east", 5)
-		if got := e.graceUntil.Sub(time.Now()); got != 2*DefaultGracePeriod {
+		if got := time.Until(e.graceUntil); got != 2*DefaultGracePeriod {
 			t.Fatalf("grace after a quick relapse %v, want %v", got, 2*DefaultGracePeriod)
 		}
 		// After staying good long enough it is back to the base period.
@@ -203,7 +203,7 @@ func TestBreakerFailoverGraceAndFailback(t *testing.T) {
 		time.Sleep(2 * 2 * DefaultGracePeriod)
 		h.checkAll()
 		h.failCommands("east", 5)
-		if got := e.graceUntil.Sub(time.Now()); got != DefaultGracePeriod {
+		if got := time.Until(e.graceUntil); got != DefaultGracePeriod {
 			t.Fatalf("grace after a long good stretch %v, want %v", got, DefaultGracePeriod)
 		}
 	})

@@ -30,7 +30,7 @@ func TestNewRejectsBadOptions(t *testing.T) {
 	}{
 		{"nil options", nil, "Options is nil"},
 		{"no endpoints", &geofailover.Options{}, "Endpoints is empty"},
-		{"empty name", ep(func(e *geofailover.Endpoint) { e.Name = "" }), "Endpoints[0]: Name is empty"},
+		{"empty name", ep(func(e *geofailover.Endpoint) { e.Name = "" }), "Endpoints[0]: name is empty"},
 		{"duplicate name", with(func(o *geofailover.Options) { o.Endpoints = append(o.Endpoints, ok) }), `Endpoints[1]: duplicate Name "a"`},
 		{"zero weight", ep(func(e *geofailover.Endpoint) { e.Weight = 0 }), "Weight must be a finite number > 0"},
 		{"negative weight", ep(func(e *geofailover.Endpoint) { e.Weight = -1 }), "Weight"},

@@ -1,6 +1,7 @@
 // Package testserver runs real redis-server processes on 127.0.0.1 for
-// tests: start on a free port, SIGKILL, SIGSTOP/SIGCONT, and restart on the
-// same port, all by PID, with everything removed when the test ends.
+// tests and demos: start on a free port, SIGKILL, SIGSTOP/SIGCONT, and
+// restart on the same port, all by PID. Start ties a server to a test, which
+// removes everything when it ends; Launch leaves that to the caller.
 package testserver
 
 import (
@@ -21,7 +22,6 @@ import (
 
 // Server is one redis-server process this package started.
 type Server struct {
-	t    testing.TB
 	bin  string
 	dir  string
 	Port int
@@ -34,38 +34,33 @@ type Server struct {
 }
 
 // Binary returns the redis-server to use: $REDIS_SERVER or the one on PATH.
-// Without one the test fails under CI=true and is skipped otherwise.
-func Binary(t testing.TB) string {
-	t.Helper()
+func Binary() (string, error) {
 	if p := os.Getenv("REDIS_SERVER"); p != "" {
-		return p
+		return p, nil
 	}
 	p, err := exec.LookPath("redis-server")
 	if err != nil {
-		msg := "redis-server not found on PATH (install it: apt-get install -y redis-server, or set REDIS_SERVER)"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		return "", fmt.Errorf("redis-server not found on PATH (install it: apt-get install -y redis-server, or set REDIS_SERVER)")
 	}
-	return p
+	return p, nil
 }
 
-// Start starts a redis-server on a free loopback port. It is stopped and its
-// files removed when the test ends; its log is printed if the test failed.
+// Start starts a redis-server on a free loopback port for t. It is killed
+// and its files removed when the test ends; its log is printed if the test
+// failed. Without redis-server the test fails under CI=true and is skipped
+// otherwise.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	s := &Server{t: t, bin: Binary(t), dir: t.TempDir()}
-	for attempt := 0; ; attempt++ {
-		s.Port = freePort(t)
-		s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port))
-		err := s.start()
-		if err == nil {
-			break
+	bin, err := Binary()
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal(err)
 		}
-		if attempt == 4 {
-			t.Fatalf("testserver: %v", err)
-		}
+		t.Skip(err)
+	}
+	s, err := Launch(bin, t.TempDir())
+	if err != nil {
+		t.Fatalf("testserver: %v", err)
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -78,13 +73,32 @@ func Start(t testing.TB) *Server {
 	return s
 }
 
-func freePort(t testing.TB) int {
+// Launch starts bin on a free loopback port, keeping its files in dir. The
+// caller must Kill it.
+func Launch(bin, dir string) (*Server, error) {
+	s := &Server{bin: bin, dir: dir}
+	var err error
+	for range 5 {
+		port, perr := freePort()
+		if perr != nil {
+			return nil, perr
+		}
+		s.Port = port
+		s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port))
+		if err = s.start(); err == nil {
+			return s, nil
+		}
+	}
+	return nil, err
+}
+
+func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatalf("testserver: no free port: %v", err)
+		return 0, fmt.Errorf("no free port: %w", err)
 	}
 	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func (s *Server) start() error {
@@ -161,35 +175,36 @@ func (s *Server) Kill() {
 }
 
 // Pause sends SIGSTOP: the server keeps its sockets but answers nothing.
-func (s *Server) Pause() { s.signal(syscall.SIGSTOP, true) }
+func (s *Server) Pause() error { return s.signal(syscall.SIGSTOP, true) }
 
 // Resume sends SIGCONT after Pause.
-func (s *Server) Resume() { s.signal(syscall.SIGCONT, false) }
+func (s *Server) Resume() error { return s.signal(syscall.SIGCONT, false) }
 
-func (s *Server) signal(sig syscall.Signal, paused bool) {
+func (s *Server) signal(sig syscall.Signal, paused bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cmd == nil {
-		s.t.Fatalf("testserver: %s is not running", s.Addr)
+		return fmt.Errorf("testserver: %s is not running", s.Addr)
 	}
 	if err := s.cmd.Process.Signal(sig); err != nil {
-		s.t.Fatalf("testserver: signal %v to %s: %v", sig, s.Addr, err)
+		return fmt.Errorf("testserver: signal %v to %s: %w", sig, s.Addr, err)
 	}
 	s.paused = paused
+	return nil
 }
 
-// Restart starts the server again on the same port after Kill.
-func (s *Server) Restart() {
-	s.t.Helper()
+// Restart starts the server again on the same port (killing it first if it
+// is still running).
+func (s *Server) Restart() error {
 	s.Kill()
 	var err error
 	for range 50 { // the port may linger briefly
 		if err = s.start(); err == nil {
-			return
+			return nil
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	s.t.Fatalf("testserver: restart on port %d: %v", s.Port, err)
+	return fmt.Errorf("testserver: restart on port %d: %w", s.Port, err)
 }
 
 // WaitDown waits until the port refuses connections (bounded by ctx).
