@@ -76,6 +76,9 @@ func Start(t testing.TB) *Server {
 // Launch starts bin on a free loopback port, keeping its files in dir. The
 // caller must Kill it.
 func Launch(bin, dir string) (*Server, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
 	s := &Server{bin: bin, dir: dir}
 	var err error
 	for range 5 {
