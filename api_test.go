@@ -17,6 +17,7 @@ import (
 func TestSetWeightSwitchesAtOnce(t *testing.T) {
 	_, _, c := pair(t, fast)
 	waitActive(t, c, "east")
+	waitHealthy(t, c, "west")
 	time.Sleep(300 * time.Millisecond) // west has been healthy for FailbackDelay
 	if err := c.SetWeight("west", 2); err != nil {
 		t.Fatal(err)
@@ -37,6 +38,7 @@ func TestSetWeightSwitchesAtOnce(t *testing.T) {
 func TestSwitchTo(t *testing.T) {
 	east, _, c := pair(t, fast)
 	waitActive(t, c, "east")
+	waitHealthy(t, c, "west")
 	ctx := context.Background()
 	events, stop := c.Events(16)
 	defer stop()

@@ -76,6 +76,23 @@ func waitActive(t *testing.T, c *geofailover.Client, name string) time.Duration 
 	return time.Since(start)
 }
 
+// waitHealthy waits until the named endpoint's health checks say healthy.
+func waitHealthy(t *testing.T, c *geofailover.Client, name string) {
+	t.Helper()
+	deadline := time.Now().Add(testTimeout)
+	for {
+		for _, st := range c.Status() {
+			if st.Name == name && st.Health == geofailover.Healthy {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not healthy after %v: %+v", name, testTimeout, c.Status())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // workload is the reference workload of SPEC §5: workers doing SET+GET with
 // a per-command timeout and a pause between rounds.
 type workload struct {
