@@ -255,3 +255,24 @@ func TestCloseIsCleanAndFinal(t *testing.T) {
 		t.Errorf("events delivered after Close")
 	}
 }
+
+// TestReplyErrorsDoNotTrip: error replies that say nothing about the
+// endpoint (WRONGTYPE, unknown command, redis.Nil) never open its breaker.
+func TestReplyErrorsDoNotTrip(t *testing.T) {
+	_, _, c := pair(t, fast)
+	waitActive(t, c, "east")
+	ctx := context.Background()
+	c.LPush(ctx, "list", "x")
+	for range 20 {
+		if err := c.Get(ctx, "list").Err(); err == nil || !strings.Contains(err.Error(), "WRONGTYPE") {
+			t.Fatalf("GET on a list = %v, want WRONGTYPE", err)
+		}
+		c.Do(ctx, "NOSUCHCOMMAND")
+		c.Get(ctx, "missing")
+	}
+	time.Sleep(150 * time.Millisecond) // a supervisor tick or two
+	st := c.Status()
+	if c.Active() != "east" || st[0].Breaker != geofailover.BreakerClosed {
+		t.Fatalf("reply errors moved traffic: active %q, status %+v", c.Active(), st)
+	}
+}

@@ -77,10 +77,20 @@ func isTimeout(err error) bool {
 // reply: they are exempt from slow-call and stall detection. It runs on the
 // hot path, so it looks at the first byte before comparing names.
 func isBlocking(cmd redis.Cmder) bool {
-	name := cmd.Name()
-	if name == "" {
+	args := cmd.Args()
+	if len(args) == 0 {
 		return false
 	}
+	first, _ := args[0].(string)
+	if first == "" {
+		return false
+	}
+	switch first[0] | 0x20 { // ASCII lower case
+	case 'b', 'w', 'x':
+	default:
+		return false // most commands stop here, before Name() may allocate
+	}
+	name := cmd.Name()
 	switch name[0] {
 	case 'b':
 		switch name {
