@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -275,4 +276,60 @@ func TestReplyErrorsDoNotTrip(t *testing.T) {
 	if c.Active() != "east" || st[0].Breaker != geofailover.BreakerClosed {
 		t.Fatalf("reply errors moved traffic: active %q, status %+v", c.Active(), st)
 	}
+}
+
+// TestHealthCheckKinds: EchoCheck passes on a real server, and a custom
+// check that fails moves traffic away for reason health.
+func TestHealthCheckKinds(t *testing.T) {
+	ctx := context.Background()
+	s := testserver.Start(t)
+	probe := redis.NewClient(&redis.Options{Addr: s.Addr})
+	defer probe.Close()
+	if err := geofailover.EchoCheck(ctx, probe); err != nil {
+		t.Fatalf("EchoCheck on a live server: %v", err)
+	}
+
+	var eastBad atomic.Bool
+	_, _, c := pair(t, func(o *geofailover.Options) {
+		fast(o)
+		o.HealthCheck = func(ctx context.Context, rc redis.UniversalClient) error {
+			if eastBad.Load() && rc.(*redis.Client).Options().Addr == eastAddr(o) {
+				return errors.New("custom check says no")
+			}
+			return geofailover.EchoCheck(ctx, rc)
+		}
+	})
+	waitActive(t, c, "east")
+	eastBad.Store(true)
+	waitActive(t, c, "west")
+	var st geofailover.EndpointStatus
+	for _, s := range c.Status() {
+		if s.Name == "east" {
+			st = s
+		}
+	}
+	if st.Health != geofailover.Unhealthy || st.LastError == nil || !strings.Contains(st.LastError.Error(), "custom check says no") {
+		t.Errorf("east status %+v, want unhealthy with the custom error", st)
+	}
+}
+
+func eastAddr(o *geofailover.Options) string { return o.Endpoints[0].Options.Addr }
+
+// TestCustomFailureRule: Options.IsEndpointFailure replaces the rule; here
+// WRONGTYPE counts, so five in a row trip east's breaker.
+func TestCustomFailureRule(t *testing.T) {
+	_, _, c := pair(t, func(o *geofailover.Options) {
+		fast(o)
+		o.IsEndpointFailure = func(err error) bool {
+			return strings.Contains(err.Error(), "WRONGTYPE") || geofailover.DefaultIsEndpointFailure(err)
+		}
+	})
+	waitActive(t, c, "east")
+	waitHealthy(t, c, "west")
+	ctx := context.Background()
+	c.LPush(ctx, "list", "x")
+	for range 5 {
+		c.Get(ctx, "list")
+	}
+	waitActive(t, c, "west")
 }
