@@ -132,11 +132,10 @@ func (s *supervisor) add(spec Endpoint) (*endpoint, error) {
 		return nil, fmt.Errorf("geofailover: endpoint %q: %w", spec.Name, err)
 	}
 	e := &endpoint{
-		name: spec.Name, order: s.next, spec: spec, client: member, owned: owned,
+		name: spec.Name, spec: spec, client: member, owned: owned,
 		weight: spec.Weight,
 		window: window.New(s.cfg.bucketCount, s.cfg.BreakerBucket),
 	}
-	s.next++
 	ctx, cancel := context.WithCancel(s.c.ctx)
 	e.stopChecker = cancel
 	s.c.wg.Add(1)

@@ -17,7 +17,6 @@ import (
 // supervisor goroutine alone.
 type endpoint struct {
 	name   string
-	order  int // position in configuration order, for weight ties
 	spec   Endpoint
 	client redis.UniversalClient // takes the traffic
 	owned  bool                  // we built client and must close it

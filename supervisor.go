@@ -18,8 +18,7 @@ type supervisor struct {
 	c    *Client
 	cfg  *config
 	rule breaker.Rule
-	eps  []*endpoint // configuration order
-	next int         // order given to the next endpoint added
+	eps  []*endpoint // configuration order: it breaks weight ties
 
 	active    *endpoint
 	fallback  *endpoint

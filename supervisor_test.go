@@ -42,8 +42,8 @@ func newHarness(t *testing.T, tune func(*Options), weights ...float64) *harness 
 	h.c.route.Store(&route{changed: make(chan struct{})})
 	h.s = newSupervisor(h.c, cfg)
 	h.c.sup = h.s
-	for i, spec := range cfg.Endpoints {
-		h.s.eps = append(h.s.eps, &endpoint{name: spec.Name, order: i, weight: spec.Weight,
+	for _, spec := range cfg.Endpoints {
+		h.s.eps = append(h.s.eps, &endpoint{name: spec.Name, weight: spec.Weight,
 			window: window.New(cfg.bucketCount, cfg.BreakerBucket)})
 	}
 	return h

@@ -27,10 +27,9 @@ type Server struct {
 	Port int
 	Addr string // 127.0.0.1:port
 
-	mu     sync.Mutex // protects cmd, paused
+	mu     sync.Mutex // protects cmd, exited
 	cmd    *exec.Cmd
 	exited chan struct{}
-	paused bool
 }
 
 // Binary returns the redis-server to use: $REDIS_SERVER or the one on PATH.
@@ -115,7 +114,7 @@ func (s *Server) start() error {
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
 	s.mu.Lock()
-	s.cmd, s.exited, s.paused = cmd, exited, false
+	s.cmd, s.exited = cmd, exited
 	s.mu.Unlock()
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
@@ -178,12 +177,12 @@ func (s *Server) Kill() {
 }
 
 // Pause sends SIGSTOP: the server keeps its sockets but answers nothing.
-func (s *Server) Pause() error { return s.signal(syscall.SIGSTOP, true) }
+func (s *Server) Pause() error { return s.signal(syscall.SIGSTOP) }
 
 // Resume sends SIGCONT after Pause.
-func (s *Server) Resume() error { return s.signal(syscall.SIGCONT, false) }
+func (s *Server) Resume() error { return s.signal(syscall.SIGCONT) }
 
-func (s *Server) signal(sig syscall.Signal, paused bool) error {
+func (s *Server) signal(sig syscall.Signal) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cmd == nil {
@@ -192,7 +191,6 @@ func (s *Server) signal(sig syscall.Signal, paused bool) error {
 	if err := s.cmd.Process.Signal(sig); err != nil {
 		return fmt.Errorf("testserver: signal %v to %s: %w", sig, s.Addr, err)
 	}
-	s.paused = paused
 	return nil
 }
 
