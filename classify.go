@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/geofailover/geofailover/internal/cmdtable"
 )
 
 // DefaultIsEndpointFailure is the one rule for what counts against an
@@ -22,7 +24,7 @@ func DefaultIsEndpointFailure(err error) bool {
 	switch {
 	case err == nil, errors.Is(err, redis.Nil), errors.Is(err, context.Canceled):
 		return false
-	case errors.Is(err, ErrNoHealthyEndpoint), errors.Is(err, ErrClosed):
+	case errors.Is(err, ErrNoHealthyEndpoint), errors.Is(err, ErrClosed), errors.Is(err, ErrEndpointChanged):
 		return false // our own verdicts, not an endpoint's answer
 	}
 	var rerr redis.Error
@@ -73,40 +75,130 @@ func isTimeout(err error) bool {
 	return errors.As(err, &nerr) && nerr.Timeout()
 }
 
+// failure says what a failed attempt proves about where its command went.
+type failure int
+
+const (
+	// failNone: not a failure to retry: success, an answer from the server
+	// (redis.Nil, a reply error), or the caller's own cancellation.
+	failNone failure = iota
+	// failUnsent: the command was not executed: it never reached the server
+	// (failed dial, closed or exhausted pool), or the server refused it
+	// without running it (LOADING, READONLY, MASTERDOWN, ...). Safe to send
+	// anywhere.
+	failUnsent
+	// failAmbiguous: the command was sent and its answer was lost (timeout,
+	// EOF or reset mid-reply): it may have been applied.
+	failAmbiguous
+)
+
+// failureOf classifies err for the replay rules (SPEC §4). It is the one
+// place that decides whether a failed command may have been applied.
+func failureOf(err error) failure {
+	switch {
+	case err == nil, errors.Is(err, redis.Nil),
+		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, ErrNoHealthyEndpoint), errors.Is(err, ErrClosed), errors.Is(err, ErrEndpointChanged):
+		return failNone
+	case isUnsent(err):
+		return failUnsent
+	}
+	var rerr redis.Error
+	if errors.As(err, &rerr) && !isTransportError(err) {
+		msg := rerr.Error()
+		for _, prefix := range endpointFailureReplies {
+			if strings.HasPrefix(msg, prefix) {
+				return failUnsent // refused, not run
+			}
+		}
+		return failNone
+	}
+	return failAmbiguous
+}
+
+// pipelineFailure is failureOf for a batch: unsent if the batch never
+// reached the server, ambiguous if any command in it lost its answer.
+func pipelineFailure(cmds []redis.Cmder, err error) failure {
+	f := failureOf(err)
+	if f != failNone {
+		return f
+	}
+	for _, cmd := range cmds {
+		if failureOf(cmd.Err()) == failAmbiguous {
+			return failAmbiguous
+		}
+	}
+	return failNone
+}
+
+// replayable reports whether cmd may be sent to another endpoint after an
+// attempt that may have applied it: Redis flags it read-only and it is not
+// waiting in a blocking call, or the caller opted in (Options.ReplayWrites,
+// AllowReplay). A command the table does not know counts as a write.
+func (c *Client) replayable(ctx context.Context, cmd redis.Cmder) bool {
+	if c.cfg.ReplayWrites || replayAllowed(ctx) {
+		return true
+	}
+	f := commandFlags(cmd)
+	return f&cmdtable.ReadOnly != 0 && (f&cmdtable.Blocking == 0 || !isBlocking(cmd))
+}
+
+// commandFlags looks cmd up in the generated command table, subcommand
+// included ("object encoding" is "object|encoding").
+func commandFlags(cmd redis.Cmder) cmdtable.Flags {
+	name := cmd.Name()
+	f := cmdtable.Lookup(name)
+	if f&cmdtable.Container != 0 {
+		if args := cmd.Args(); len(args) > 1 {
+			if sub, ok := args[1].(string); ok {
+				return cmdtable.Lookup(name + "|" + strings.ToLower(sub))
+			}
+		}
+	}
+	return f
+}
+
+type replayKey struct{}
+
+// AllowReplay returns a context under which a command that may have reached
+// a failed endpoint (a timeout or EOF after it was sent) may be sent again to
+// another endpoint even though it is a write or a blocking command. Use it
+// for writes that are idempotent (SET to a fixed value, HSET, DEL) when an
+// error costs more than a second application. See also Options.ReplayWrites.
+func AllowReplay(ctx context.Context) context.Context {
+	return context.WithValue(ctx, replayKey{}, true)
+}
+
+func replayAllowed(ctx context.Context) bool {
+	v, _ := ctx.Value(replayKey{}).(bool)
+	return v
+}
+
 // isBlocking reports commands that may legitimately wait a long time for a
-// reply: they are exempt from slow-call and stall detection. It runs on the
-// hot path, so it looks at the first byte before comparing names.
+// reply: those the command table flags blocking, except XREAD and
+// XREADGROUP without a BLOCK argument. They are exempt from slow-call and
+// stall detection. It runs on the hot path, so it tests the first byte
+// before anything that may allocate.
 func isBlocking(cmd redis.Cmder) bool {
 	args := cmd.Args()
 	if len(args) == 0 {
 		return false
 	}
 	first, _ := args[0].(string)
-	if first == "" {
-		return false
-	}
-	switch first[0] | 0x20 { // ASCII lower case
-	case 'b', 'w', 'x':
-	default:
-		return false // most commands stop here, before Name() may allocate
+	if first == "" || !cmdtable.MayBlock(first[0]) {
+		return false // most commands stop here
 	}
 	name := cmd.Name()
-	switch name[0] {
-	case 'b':
-		switch name {
-		case "blpop", "brpop", "brpoplpush", "blmove", "blmpop", "bzpopmin", "bzpopmax", "bzmpop":
-			return true
-		}
-	case 'w':
-		return name == "wait" || name == "waitaof"
-	case 'x':
-		if name == "xread" || name == "xreadgroup" {
-			for _, a := range cmd.Args()[1:] {
-				if s, ok := a.(string); ok && (s == "block" || s == "BLOCK") {
-					return true
-				}
+	if cmdtable.Lookup(name)&cmdtable.Blocking == 0 {
+		return false
+	}
+	if name == "xread" || name == "xreadgroup" {
+		for _, a := range args[1:] {
+			if s, ok := a.(string); ok && strings.EqualFold(s, "block") {
+				return true
 			}
 		}
+		return false
 	}
-	return false
+	return true
 }

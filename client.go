@@ -44,6 +44,7 @@ type Client struct {
 	events *eventQueue
 
 	hooksMu   sync.Mutex // serializes AddHook
+	scanTags  sync.Map   // uint8 scan tag -> endpoint name, for error messages
 	cancel    context.CancelFunc
 	ctx       context.Context // cancelled by Close; parent of every goroutine's context
 	supDone   chan struct{}
@@ -119,6 +120,25 @@ func (c *Client) publish(r *route) {
 	close(old.changed)
 }
 
+// freeScanTag returns a SCAN cursor tag (1-255) no current endpoint uses,
+// preferring one no endpoint has used recently. (validate caps endpoints
+// below 255.)
+func (s *supervisor) freeScanTag() uint8 {
+	for {
+		s.lastTag++
+		if s.lastTag == 0 {
+			continue
+		}
+		inUse := false
+		for _, e := range s.eps {
+			inUse = inUse || (!e.removed && e.scanTag == s.lastTag)
+		}
+		if !inUse {
+			return s.lastTag
+		}
+	}
+}
+
 // add builds the endpoint for spec, starts its health checker and appends
 // it. It runs before the supervisor starts, or on the supervisor goroutine.
 func (s *supervisor) add(spec Endpoint) (*endpoint, error) {
@@ -133,9 +153,11 @@ func (s *supervisor) add(spec Endpoint) (*endpoint, error) {
 	}
 	e := &endpoint{
 		name: spec.Name, spec: spec, client: member, owned: owned,
-		weight: spec.Weight,
-		window: window.New(s.cfg.bucketCount, s.cfg.BreakerBucket),
+		scanTag: s.freeScanTag(),
+		weight:  spec.Weight,
+		window:  window.New(s.cfg.bucketCount, s.cfg.BreakerBucket),
 	}
+	s.c.scanTags.Store(e.scanTag, e.name)
 	ctx, cancel := context.WithCancel(s.c.ctx)
 	e.stopChecker = cancel
 	s.c.wg.Add(1)
@@ -345,6 +367,10 @@ func (c *Client) AddEndpoint(ep Endpoint) error {
 	}
 	var err error
 	cerr := c.call(context.Background(), func(s *supervisor, _ time.Time) {
+		if len(s.eps) >= MaxEndpoints {
+			err = fmt.Errorf("geofailover: AddEndpoint %q: the client already has MaxEndpoints (%d)", ep.Name, MaxEndpoints)
+			return
+		}
 		_, err = s.add(ep)
 	})
 	return errors.Join(cerr, err)
@@ -366,6 +392,7 @@ func (c *Client) RemoveEndpoint(name string) error {
 			err = fmt.Errorf("geofailover: cannot remove %q, the last endpoint", name)
 		default:
 			e.removed = true
+			s.c.scanTags.Delete(e.scanTag)
 			e.stopChecker()
 			if s.pinned == e {
 				s.pinned = nil

@@ -20,6 +20,8 @@ type endpoint struct {
 	spec   Endpoint
 	client redis.UniversalClient // takes the traffic
 	owned  bool                  // we built client and must close it
+	// scanTag marks the SCAN cursors this endpoint returns (see scan.go).
+	scanTag uint8
 
 	live liveStats
 

@@ -27,6 +27,15 @@ var ErrEndpointUnhealthy = errors.New("geofailover: endpoint is not healthy")
 // follow failover (AutoPipeline and its variants).
 var ErrNotSupported = errors.New("geofailover: not supported")
 
+// ErrEndpointChanged is returned when work bound to one endpoint cannot go
+// on because the active endpoint changed: a Watch transaction whose EXEC
+// would now go elsewhere, a SCAN cursor from another endpoint, or a blocking
+// command interrupted by a switch. Nothing was sent to the new endpoint;
+// starting the work again runs it there. Errors from Watch also satisfy
+// errors.Is(err, redis.TxFailedErr), so optimistic-locking retry loops
+// retry on the new endpoint without change.
+var ErrEndpointChanged = errors.New("geofailover: active endpoint changed")
+
 // NoHealthyEndpointError is the error commands get while every endpoint is
 // down. It satisfies errors.Is(err, ErrNoHealthyEndpoint) and carries the
 // last error seen on each endpoint, by endpoint name.

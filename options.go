@@ -112,6 +112,15 @@ type Options struct {
 	// with ErrNoHealthyEndpoint. Default false: fail fast.
 	WaitWhenAllDown bool
 
+	// ReplayWrites lets a command that may have reached a failed endpoint
+	// (its answer was lost to a timeout, EOF or reset) be sent again to the
+	// next endpoint even when it is a write or a blocking command. Default
+	// false: only commands Redis flags read-only are replayed, so INCR,
+	// LPUSH, EXEC or BLPOP are never applied twice. Turn it on only if every
+	// write the app sends is idempotent; AllowReplay opts in per call.
+	// Commands that never reached the server are always retried.
+	ReplayWrites bool
+
 	// IsEndpointFailure decides whether a command error counts against the
 	// endpoint that returned it. Default DefaultIsEndpointFailure.
 	IsEndpointFailure func(err error) bool
@@ -168,12 +177,18 @@ type config struct {
 
 // validate checks opts and returns a copy with the defaults filled in. Errors
 // name the offending field.
+// MaxEndpoints is the most endpoints a Client can have at once.
+const MaxEndpoints = 250
+
 func validate(opts *Options) (*config, error) {
 	if opts == nil {
 		return nil, fmt.Errorf("geofailover: Options is nil")
 	}
 	if len(opts.Endpoints) == 0 {
 		return nil, fmt.Errorf("geofailover: Options.Endpoints is empty: at least one endpoint is required")
+	}
+	if len(opts.Endpoints) > MaxEndpoints {
+		return nil, fmt.Errorf("geofailover: Options.Endpoints has %d endpoints, more than MaxEndpoints (%d)", len(opts.Endpoints), MaxEndpoints)
 	}
 	cfg := &config{Options: *opts}
 	cfg.Endpoints = append([]Endpoint(nil), opts.Endpoints...)

@@ -64,7 +64,8 @@ func (c *Client) retryTarget(ctx context.Context, r *route) *endpoint {
 }
 
 // process is the command path: route cmd to the active endpoint; if it
-// failed before reaching the server, send it once more to the next one.
+// failed unsent, or may have been applied but is safe to replay, send it
+// once more to the next one (SPEC §4).
 func (c *Client) process(ctx context.Context, cmd redis.Cmder) error {
 	r := c.route.Load()
 	if r.active == nil {
@@ -73,37 +74,70 @@ func (c *Client) process(ctx context.Context, cmd redis.Cmder) error {
 			return err
 		}
 	}
+	if sc, ok := cmd.(*redis.ScanCmd); ok {
+		return c.processScan(ctx, r, sc)
+	}
+	_, err := c.processOne(ctx, r, cmd)
+	return err
+}
+
+// processOne sends cmd to r.active and, if the replay rules allow, once
+// more to the next endpoint. It returns the endpoint of the last attempt.
+func (c *Client) processOne(ctx context.Context, r *route, cmd redis.Cmder) (*endpoint, error) {
 	err := c.attempt(ctx, r.active, cmd, false)
-	if err == nil || !isUnsent(err) {
-		return err
+	if err == nil {
+		return r.active, nil
+	}
+	switch failureOf(err) {
+	case failUnsent:
+	case failAmbiguous:
+		if !c.replayable(ctx, cmd) {
+			return r.active, err
+		}
+	default:
+		return r.active, err
 	}
 	if next := c.retryTarget(ctx, r); next != nil {
-		return c.attempt(ctx, next, cmd, true)
+		return next, c.attempt(ctx, next, cmd, true)
 	}
-	return err
+	return r.active, err
 }
 
 // attempt sends cmd to e once and records the outcome against e.
 func (c *Client) attempt(ctx context.Context, e *endpoint, cmd redis.Cmder, retry bool) error {
 	blocking := isBlocking(cmd)
-	var start time.Time
-	if !blocking {
-		e.live.inflight.Add(1)
-		if c.cfg.SlowCallThreshold > 0 {
-			start = time.Now()
-		}
-	}
+	start := c.begin(e, blocking)
 	err := e.client.Process(ctx, cmd)
+	c.end(ctx, e, blocking, start, err, retry)
+	return err
+}
+
+// begin counts a call to e as in flight (blocking calls are not: they may
+// wait legitimately) and returns its start time when slow calls are
+// tracked.
+func (c *Client) begin(e *endpoint, blocking bool) (start time.Time) {
+	if blocking {
+		return start
+	}
+	e.live.inflight.Add(1)
+	if c.cfg.SlowCallThreshold > 0 {
+		start = time.Now()
+	}
+	return start
+}
+
+// end closes what begin opened and records the outcome against e.
+func (c *Client) end(ctx context.Context, e *endpoint, blocking bool, start time.Time, err error, retry bool) {
 	if !blocking {
 		e.live.inflight.Add(-1)
 	}
 	c.record(ctx, e, err, start, retry)
-	return err
 }
 
 // processPipeline routes a whole pipeline (tx: a MULTI/EXEC transaction) to
-// one endpoint; if it failed before reaching the server it is sent once more,
-// whole, to the next one.
+// one endpoint. If it failed unsent, or may have been applied but every
+// command in it is safe to replay, it is sent once more, whole, to the next
+// one; otherwise each command keeps its own result or error.
 func (c *Client) processPipeline(ctx context.Context, cmds []redis.Cmder, tx bool) error {
 	r := c.route.Load()
 	if r.active == nil {
@@ -114,7 +148,18 @@ func (c *Client) processPipeline(ctx context.Context, cmds []redis.Cmder, tx boo
 		}
 	}
 	err := c.attemptPipeline(ctx, r.active, cmds, tx, false)
-	if err == nil || !isUnsent(err) {
+	if err == nil {
+		return nil
+	}
+	switch pipelineFailure(cmds, err) {
+	case failUnsent:
+	case failAmbiguous:
+		for _, cmd := range cmds {
+			if !c.replayable(ctx, cmd) {
+				return err
+			}
+		}
+	default:
 		return err
 	}
 	if next := c.retryTarget(ctx, r); next != nil {
@@ -135,18 +180,9 @@ func (c *Client) attemptPipeline(ctx context.Context, e *endpoint, cmds []redis.
 		blocking = blocking || isBlocking(cmd)
 	}
 	_ = p.BatchProcess(ctx, cmds...)
-	var start time.Time
-	if !blocking {
-		e.live.inflight.Add(1)
-		if c.cfg.SlowCallThreshold > 0 {
-			start = time.Now()
-		}
-	}
+	start := c.begin(e, blocking)
 	_, err := p.Exec(ctx)
-	if !blocking {
-		e.live.inflight.Add(-1)
-	}
-	c.record(ctx, e, err, start, retry)
+	c.end(ctx, e, blocking, start, err, retry)
 	return err
 }
 

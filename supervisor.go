@@ -19,6 +19,8 @@ type supervisor struct {
 	cfg  *config
 	rule breaker.Rule
 	eps  []*endpoint // configuration order: it breaks weight ties
+	// lastTag is the SCAN cursor tag given out last (see freeScanTag).
+	lastTag uint8
 
 	active    *endpoint
 	fallback  *endpoint

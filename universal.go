@@ -49,16 +49,6 @@ func (c *Client) activeEndpoint(ctx context.Context) (*endpoint, error) {
 	return r.active, nil
 }
 
-// Watch runs fn in a WATCH transaction on the active endpoint, all on one
-// connection of that endpoint.
-func (c *Client) Watch(ctx context.Context, fn func(*redis.Tx) error, keys ...string) error {
-	e, err := c.activeEndpoint(ctx)
-	if err != nil {
-		return err
-	}
-	return e.client.Watch(ctx, fn, keys...)
-}
-
 // Subscribe subscribes to channels on the active endpoint.
 func (c *Client) Subscribe(ctx context.Context, channels ...string) *redis.PubSub {
 	if e, err := c.activeEndpoint(ctx); err == nil {

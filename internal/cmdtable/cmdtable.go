@@ -1,0 +1,46 @@
+// Package cmdtable says, for each Redis command, what the replay rules need
+// to know: whether Redis flags it read-only and whether it may block. The
+// table is generated from a real server's COMMAND reply (see gen/), never
+// typed by hand; a command it does not know (a module's, or a newer Redis's)
+// has no flags, so it is treated as a write that does not block.
+package cmdtable
+
+//go:generate go run ./gen -o table_gen.go
+
+// Flags are what the table records about a command.
+type Flags uint8
+
+const (
+	// Known: the command is in the table.
+	Known Flags = 1 << iota
+	// ReadOnly: Redis flags the command "readonly": it reads data and
+	// changes nothing, so sending it twice is harmless.
+	ReadOnly
+	// Blocking: the command may wait for data or for replicas (Redis's
+	// "blocking" flag, plus WAIT and WAITAOF, which Redis does not flag).
+	Blocking
+	// Container: the command only groups subcommands ("object", "xinfo");
+	// look up "name|subcommand" instead.
+	Container
+)
+
+// Lookup returns the flags of a command given its lower-case name, or
+// "name|subcommand" (lower case) for a subcommand. Unknown names return 0.
+func Lookup(name string) Flags { return table[name] }
+
+// MayBlock reports whether some blocking command's name starts with the
+// byte b (either case): a cheap first test before Lookup.
+func MayBlock(b byte) bool { return blockingFirstBytes[b] }
+
+var blockingFirstBytes = func() (t [256]bool) {
+	for name, f := range table {
+		if f&Blocking != 0 {
+			t[name[0]] = true
+			t[name[0]&^0x20] = true
+		}
+	}
+	return t
+}()
+
+// Len returns the number of commands and subcommands in the table.
+func Len() int { return len(table) }
