@@ -98,8 +98,10 @@ func failureOf(err error) failure {
 	switch {
 	case err == nil, errors.Is(err, redis.Nil),
 		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded),
-		errors.Is(err, ErrNoHealthyEndpoint), errors.Is(err, ErrClosed), errors.Is(err, ErrEndpointChanged):
+		errors.Is(err, ErrNoHealthyEndpoint), errors.Is(err, ErrClosed):
 		return failNone
+	case errors.Is(err, ErrEndpointChanged):
+		return failAmbiguous // a blocking command interrupted by a switch
 	case isUnsent(err):
 		return failUnsent
 	}

@@ -158,6 +158,10 @@ func (s *supervisor) add(spec Endpoint) (*endpoint, error) {
 		window:  window.New(s.cfg.bucketCount, s.cfg.BreakerBucket),
 	}
 	s.c.scanTags.Store(e.scanTag, e.name)
+	if owned && (spec.URL != "" || spec.Options != nil) {
+		o, _ := standaloneOptions(spec) // parsed by buildMember already
+		e.blocking = newBlockingPool(fastFail(o, s.cfg.HealthCheckTimeout))
+	}
 	ctx, cancel := context.WithCancel(s.c.ctx)
 	e.stopChecker = cancel
 	s.c.wg.Add(1)
@@ -175,9 +179,7 @@ func (s *supervisor) closeAll() error {
 	}
 	s.c.wg.Wait()
 	for _, e := range s.eps {
-		if e.owned {
-			errs = append(errs, e.client.Close())
-		}
+		errs = append(errs, e.close())
 	}
 	return errors.Join(errs...)
 }
@@ -407,7 +409,7 @@ func (c *Client) RemoveEndpoint(name string) error {
 			gone = e
 		}
 	})
-	if gone != nil && gone.owned {
+	if gone != nil {
 		c.wg.Add(1)
 		go func() {
 			defer c.wg.Done()
@@ -415,7 +417,7 @@ func (c *Client) RemoveEndpoint(name string) error {
 			for gone.live.inflight.Load() > 0 && time.Now().Before(deadline) {
 				time.Sleep(5 * time.Millisecond)
 			}
-			gone.client.Close()
+			gone.close()
 		}()
 	}
 	return errors.Join(cerr, err)

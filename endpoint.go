@@ -2,6 +2,7 @@ package geofailover
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 	"time"
 
@@ -20,6 +21,9 @@ type endpoint struct {
 	spec   Endpoint
 	client redis.UniversalClient // takes the traffic
 	owned  bool                  // we built client and must close it
+	// blocking, if set, runs e's blocking commands on connections that a
+	// switch away from e can interrupt (see blocking.go).
+	blocking *blockingPool
 	// scanTag marks the SCAN cursors this endpoint returns (see scan.go).
 	scanTag uint8
 
@@ -78,15 +82,12 @@ func buildMember(spec Endpoint, dialTimeout time.Duration) (redis.UniversalClien
 	switch {
 	case spec.Client != nil:
 		return spec.Client, false, nil
-	case spec.URL != "":
-		o, err := redis.ParseURL(spec.URL)
+	case spec.URL != "", spec.Options != nil:
+		o, err := standaloneOptions(spec)
 		if err != nil {
-			return nil, false, redactURLError(err, spec.URL)
+			return nil, false, err
 		}
 		return redis.NewClient(fastFail(o, dialTimeout)), true, nil
-	case spec.Options != nil:
-		o := *spec.Options
-		return redis.NewClient(fastFail(&o, dialTimeout)), true, nil
 	case spec.ClusterOptions != nil:
 		o := *spec.ClusterOptions
 		o.MaxRetries = -1
@@ -106,6 +107,20 @@ func buildMember(spec Endpoint, dialTimeout time.Duration) (redis.UniversalClien
 		}
 		return redis.NewFailoverClient(&o), true, nil
 	}
+}
+
+// standaloneOptions returns a copy of the options of an endpoint given by
+// URL or Options.
+func standaloneOptions(spec Endpoint) (*redis.Options, error) {
+	if spec.URL != "" {
+		o, err := redis.ParseURL(spec.URL)
+		if err != nil {
+			return nil, redactURLError(err, spec.URL)
+		}
+		return o, nil
+	}
+	o := *spec.Options
+	return &o, nil
 }
 
 // fastFail adjusts standalone options so that a dead endpoint costs one
@@ -157,4 +172,16 @@ func probeOptions(o *redis.Options, timeout time.Duration) *redis.Options {
 	o.ContextTimeoutEnabled = true
 	o.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
 	return o
+}
+
+// close closes the clients we built for e.
+func (e *endpoint) close() error {
+	var errs []error
+	if e.owned {
+		errs = append(errs, e.client.Close())
+	}
+	if e.blocking != nil {
+		errs = append(errs, e.blocking.client.Close())
+	}
+	return errors.Join(errs...)
 }

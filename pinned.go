@@ -137,6 +137,7 @@ type EndpointChangedError struct {
 	From, To string // the endpoint the work was bound to, and the active one ("" for none)
 	At       time.Time
 	tx       bool
+	cause    error // the error the interrupted command got, if any
 }
 
 func (e *EndpointChangedError) Error() string {
@@ -146,6 +147,9 @@ func (e *EndpointChangedError) Error() string {
 	}
 	return fmt.Sprintf("%v: %s was bound to %q, active is now %q; not sent elsewhere", ErrEndpointChanged, e.Op, e.From, to)
 }
+
+// Unwrap returns the error an interrupted blocking command got, if any.
+func (e *EndpointChangedError) Unwrap() error { return e.cause }
 
 // Is reports a match with ErrEndpointChanged, and for transactions with
 // redis.TxFailedErr.

@@ -106,6 +106,9 @@ func (c *Client) processOne(ctx context.Context, r *route, cmd redis.Cmder) (*en
 // attempt sends cmd to e once and records the outcome against e.
 func (c *Client) attempt(ctx context.Context, e *endpoint, cmd redis.Cmder, retry bool) error {
 	blocking := isBlocking(cmd)
+	if blocking && e.blocking != nil {
+		return c.attemptBlocking(ctx, e, cmd)
+	}
 	start := c.begin(e, blocking)
 	err := e.client.Process(ctx, cmd)
 	c.end(ctx, e, blocking, start, err, retry)

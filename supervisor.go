@@ -303,6 +303,11 @@ func (s *supervisor) decide(now time.Time) {
 			s.c.publish(&route{active: target, fallback: fallback, changed: make(chan struct{})})
 		}
 	}
+	if from != nil && target != from {
+		// After the new route is out, so a blocking command either sees it
+		// or is interrupted (see blocking.go).
+		from.interruptBlocking()
+	}
 	s.manual = false
 }
 
