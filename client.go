@@ -43,14 +43,18 @@ type Client struct {
 	sup    *supervisor
 	events *eventQueue
 
-	hooksMu   sync.Mutex // serializes AddHook
-	scanTags  sync.Map   // uint8 scan tag -> endpoint name, for error messages
-	cancel    context.CancelFunc
-	ctx       context.Context // cancelled by Close; parent of every goroutine's context
-	supDone   chan struct{}
-	wg        sync.WaitGroup // health checkers and member closers
-	closeOnce sync.Once
-	closeErr  error
+	hooksMu       sync.Mutex     // serializes AddHook
+	scanTags      sync.Map       // uint8 scan tag -> endpoint name, for error messages
+	psFront       *redis.Client  // serves Subscribe & co. through bridges (pubsub.go)
+	bridges       sync.WaitGroup // Pub/Sub bridge goroutines
+	bridgeMu      sync.Mutex     // orders openBridge against Close
+	bridgesClosed bool
+	cancel        context.CancelFunc
+	ctx           context.Context // cancelled by Close; parent of every goroutine's context
+	supDone       chan struct{}
+	wg            sync.WaitGroup // health checkers and member closers
+	closeOnce     sync.Once
+	closeErr      error
 }
 
 var _ redis.UniversalClient = (*Client)(nil)
@@ -68,8 +72,9 @@ func New(opts *Options) (*Client, error) {
 	c := &Client{cfg: cfg, wake: make(chan struct{}, 1), supDone: make(chan struct{})}
 	c.route.Store(&route{changed: make(chan struct{})})
 	c.hooks.Store(c.newHookChain(nil))
-	c.front = newFront(routingHook{c: c})
-	c.txFront = newFront(routingHook{c: c, tx: true})
+	c.front = newFront(routingHook{c: c}, nil)
+	c.txFront = newFront(routingHook{c: c, tx: true}, nil)
+	c.psFront = c.newPubSubFront()
 	c.Cmdable = c.front
 	c.events = newEventQueue()
 	if cfg.OnEvent != nil {
@@ -82,6 +87,7 @@ func New(opts *Options) (*Client, error) {
 			c.sup.closeAll()
 			c.front.Close()
 			c.txFront.Close()
+			c.psFront.Close()
 			c.events.close()
 			c.cancel()
 			return nil, err
@@ -98,7 +104,10 @@ func New(opts *Options) (*Client, error) {
 // by callers, since the routing hook answers every command first.
 var errFrontDial = errors.New("geofailover: internal front client does not dial")
 
-func newFront(h routingHook) *redis.Client {
+func newFront(h routingHook, dial func(context.Context, string, string) (net.Conn, error)) *redis.Client {
+	if dial == nil {
+		dial = func(context.Context, string, string) (net.Conn, error) { return nil, errFrontDial }
+	}
 	f := redis.NewClient(&redis.Options{
 		Addr:                     "geofailover",
 		Protocol:                 2,
@@ -107,9 +116,7 @@ func newFront(h routingHook) *redis.Client {
 		MaxRetries:               -1,
 		PipelinePoolSize:         -1,
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
-		Dialer: func(context.Context, string, string) (net.Conn, error) {
-			return nil, errFrontDial
-		},
+		Dialer:                   dial,
 	})
 	f.AddHook(h)
 	return f
@@ -456,6 +463,11 @@ func (c *Client) Close() error {
 		c.cancel()
 		<-c.supDone
 		c.publish(&route{err: ErrClosed, changed: make(chan struct{})})
+		c.psFront.Close()
+		c.bridgeMu.Lock()
+		c.bridgesClosed = true
+		c.bridgeMu.Unlock()
+		c.bridges.Wait()
 		c.closeErr = c.sup.closeAll()
 		c.front.Close()
 		c.txFront.Close()

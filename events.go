@@ -24,6 +24,13 @@ const (
 	EventAllDown
 	// EventRecovered: after all were down, To took traffic again.
 	EventRecovered
+	// EventPubSubInterrupted: a PubSub's subscriptions (Subscriptions of
+	// them) stopped being served by From, at At: a gap in delivery began.
+	EventPubSubInterrupted
+	// EventPubSubRestored: the gap that began at GapStart ended at At: all
+	// Subscriptions are confirmed on To. Messages published in between
+	// were not delivered.
+	EventPubSubRestored
 )
 
 func (k EventKind) String() string {
@@ -42,6 +49,10 @@ func (k EventKind) String() string {
 		return "all-down"
 	case EventRecovered:
 		return "recovered"
+	case EventPubSubInterrupted:
+		return "pubsub-interrupted"
+	case EventPubSubRestored:
+		return "pubsub-restored"
 	}
 	return "unknown"
 }
@@ -96,6 +107,12 @@ type Event struct {
 	Cause string
 	// Err is the last error seen on Endpoint (or on From, for a switch).
 	Err error
+	// GapStart is, for EventPubSubRestored, when the gap began (At is when
+	// it ended).
+	GapStart time.Time
+	// Subscriptions is, for Pub/Sub events, how many channels, patterns
+	// and shard channels the PubSub holds.
+	Subscriptions int
 }
 
 // eventQueue delivers events to subscribers in order, on one goroutine of

@@ -40,39 +40,6 @@ func (c *Client) AddHook(h redis.Hook) {
 	c.hooks.Store(c.newHookChain(hooks))
 }
 
-// active returns the endpoint taking traffic, waiting as commands do.
-func (c *Client) activeEndpoint(ctx context.Context) (*endpoint, error) {
-	r, err := c.awaitRoute(ctx, c.route.Load())
-	if err != nil {
-		return nil, err
-	}
-	return r.active, nil
-}
-
-// Subscribe subscribes to channels on the active endpoint.
-func (c *Client) Subscribe(ctx context.Context, channels ...string) *redis.PubSub {
-	if e, err := c.activeEndpoint(ctx); err == nil {
-		return e.client.Subscribe(ctx, channels...)
-	}
-	return c.front.Subscribe(ctx, channels...)
-}
-
-// PSubscribe subscribes to patterns on the active endpoint.
-func (c *Client) PSubscribe(ctx context.Context, patterns ...string) *redis.PubSub {
-	if e, err := c.activeEndpoint(ctx); err == nil {
-		return e.client.PSubscribe(ctx, patterns...)
-	}
-	return c.front.PSubscribe(ctx, patterns...)
-}
-
-// SSubscribe subscribes to shard channels on the active endpoint.
-func (c *Client) SSubscribe(ctx context.Context, channels ...string) *redis.PubSub {
-	if e, err := c.activeEndpoint(ctx); err == nil {
-		return e.client.SSubscribe(ctx, channels...)
-	}
-	return c.front.SSubscribe(ctx, channels...)
-}
-
 // PoolStats returns the active endpoint's pool statistics (empty when none
 // is active).
 func (c *Client) PoolStats() *redis.PoolStats {
