@@ -22,10 +22,11 @@ import (
 
 // Server is one redis-server process this package started.
 type Server struct {
-	bin  string
-	dir  string
-	Port int
-	Addr string // 127.0.0.1:port
+	bin   string
+	dir   string
+	extra []string // more redis-server arguments
+	Port  int
+	Addr  string // 127.0.0.1:port
 
 	mu     sync.Mutex // protects cmd, exited
 	cmd    *exec.Cmd
@@ -46,9 +47,10 @@ func Binary() (string, error) {
 
 // Start starts a redis-server on a free loopback port for t. It is killed
 // and its files removed when the test ends; its log is printed if the test
-// failed. Without redis-server the test fails under CI=true and is skipped
-// otherwise.
-func Start(t testing.TB) *Server {
+// failed. args are more redis-server arguments (e.g. "--appendonly",
+// "yes"), kept for Restart. Without redis-server the test fails under
+// CI=true and is skipped otherwise.
+func Start(t testing.TB, args ...string) *Server {
 	t.Helper()
 	bin, err := Binary()
 	if err != nil {
@@ -57,7 +59,7 @@ func Start(t testing.TB) *Server {
 		}
 		t.Skip(err)
 	}
-	s, err := Launch(bin, t.TempDir())
+	s, err := Launch(bin, t.TempDir(), args...)
 	if err != nil {
 		t.Fatalf("testserver: %v", err)
 	}
@@ -72,13 +74,13 @@ func Start(t testing.TB) *Server {
 	return s
 }
 
-// Launch starts bin on a free loopback port, keeping its files in dir. The
-// caller must Kill it.
-func Launch(bin, dir string) (*Server, error) {
+// Launch starts bin on a free loopback port with the extra args, keeping its
+// files in dir. The caller must Kill it.
+func Launch(bin, dir string, args ...string) (*Server, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	s := &Server{bin: bin, dir: dir}
+	s := &Server{bin: bin, dir: dir, extra: args}
 	var err error
 	for range 5 {
 		port, perr := freePort()
@@ -104,10 +106,12 @@ func freePort() (int, error) {
 }
 
 func (s *Server) start() error {
-	cmd := exec.Command(s.bin,
+	args := append([]string{
 		"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", s.dir,
-		"--logfile", filepath.Join(s.dir, "redis.log"), "--protected-mode", "no")
+		"--logfile", filepath.Join(s.dir, "redis.log"), "--protected-mode", "no",
+	}, s.extra...)
+	cmd := exec.Command(s.bin, args...)
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", s.bin, err)
 	}
