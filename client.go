@@ -160,7 +160,8 @@ func (s *supervisor) add(spec Endpoint) (*endpoint, error) {
 	}
 	e := &endpoint{
 		name: spec.Name, spec: spec, client: member, owned: owned,
-		scanTag: s.freeScanTag(),
+		scanTag:  s.freeScanTag(),
+		probeNow: make(chan struct{}, 1),
 		weight:  spec.Weight,
 		window:  window.New(s.cfg.bucketCount, s.cfg.BreakerBucket),
 	}
@@ -205,14 +206,23 @@ func (c *Client) runChecker(ctx context.Context, e *endpoint) {
 	}()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	minSpacing := max(c.cfg.HealthCheckInterval/10, 10*time.Millisecond)
+	var start time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-timer.C:
+		case <-e.probeNow:
+			if wait := minSpacing - time.Since(start); wait > 0 {
+				// Checked very recently: bring the next check forward only.
+				timer.Reset(wait)
+				continue
+			}
+			timer.Stop()
 		}
 		epoch := e.epoch.Load()
-		start := time.Now()
+		start = time.Now()
 		cctx, cancel := context.WithTimeout(ctx, c.cfg.HealthCheckTimeout)
 		err := safeCheck(cctx, c.cfg.HealthCheck, probe)
 		cancel()

@@ -29,6 +29,9 @@ type endpoint struct {
 
 	live liveStats
 
+	// probeNow asks e's health checker for a check now (see suspect).
+	probeNow chan struct{}
+
 	// epoch counts breaker openings; a health check started in an older
 	// epoch is discarded (it cannot settle the new episode).
 	epoch atomic.Uint64
@@ -184,4 +187,15 @@ func (e *endpoint) close() error {
 		errs = append(errs, e.blocking.client.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// suspect asks for a health check of e now, because something that does not
+// feed the breaker (a Pub/Sub connection) or the first failure of a run saw
+// it fail. The checker honours it at most once per tenth of the check
+// interval. It never blocks.
+func (e *endpoint) suspect() {
+	select {
+	case e.probeNow <- struct{}{}:
+	default:
+	}
 }

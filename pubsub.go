@@ -108,7 +108,6 @@ type member struct {
 	snapshot [3][]string         // what runMember subscribes first
 	awaiting map[subKey]struct{} // snapshot items not yet confirmed
 	ready    bool                // the snapshot has been sent
-	done     chan struct{}
 }
 
 type memberEvent struct {
@@ -217,7 +216,7 @@ func (b *bridge) follow(r *route) {
 func (b *bridge) total() int { return len(b.subs[0]) + len(b.subs[1]) + len(b.subs[2]) }
 
 func (b *bridge) startMember(e *endpoint) {
-	m := &member{e: e, ps: e.client.Subscribe(b.ctx), awaiting: map[subKey]struct{}{}, done: make(chan struct{})}
+	m := &member{e: e, ps: e.client.Subscribe(b.ctx), awaiting: map[subKey]struct{}{}}
 	for k := range b.subs {
 		for name := range b.subs[k] {
 			m.snapshot[k] = append(m.snapshot[k], name)
@@ -229,28 +228,22 @@ func (b *bridge) startMember(e *endpoint) {
 	go func() { defer b.c.bridges.Done(); b.runMember(m) }()
 }
 
-// dropMember closes the current real subscription and waits for its
-// goroutine.
+// dropMember closes the current real subscription. It does not wait: a
+// member still dialling a black-holed endpoint must not hold up the bridge.
+// Its goroutine ends on its own; events it still sends are ignored.
 func (b *bridge) dropMember() {
 	m := b.mem
 	if m == nil {
 		return
 	}
 	b.mem = nil
-	_ = m.ps.Close()
-	for {
-		select {
-		case <-m.done:
-			return
-		case <-b.events: // runMember may be blocked handing us an event
-		}
-	}
+	b.c.bridges.Add(1)
+	go func() { defer b.c.bridges.Done(); _ = m.ps.Close() }()
 }
 
 // runMember subscribes m's snapshot on its endpoint, then relays what the
 // endpoint sends until the subscription breaks or is closed.
 func (b *bridge) runMember(m *member) {
-	defer close(m.done)
 	send := func(ev memberEvent) bool {
 		select {
 		case b.events <- ev:
@@ -291,9 +284,10 @@ func (b *bridge) memberEvent(ev memberEvent) {
 	}
 	switch {
 	case ev.err != nil:
-		<-m.done
-		b.mem = nil
-		_ = m.ps.Close()
+		if failureOf(ev.err) != failNone {
+			m.e.suspect() // the endpoint may be down: check it now
+		}
+		b.dropMember()
 		b.openGap(m.e.name)
 		b.scheduleRetry()
 	case ev.ready:

@@ -218,6 +218,7 @@ func (c *Client) record(ctx context.Context, e *endpoint, err error, start time.
 	s.failures.Add(1)
 	if s.consecutive.Add(1) == 1 {
 		s.runStart.Store(now.UnixNano())
+		e.suspect()
 	}
 	s.lastErr.Store(&errBox{err})
 	c.wakeSupervisor()
