@@ -162,8 +162,8 @@ func (s *supervisor) add(spec Endpoint) (*endpoint, error) {
 		name: spec.Name, spec: spec, client: member, owned: owned,
 		scanTag:  s.freeScanTag(),
 		probeNow: make(chan struct{}, 1),
-		weight:  spec.Weight,
-		window:  window.New(s.cfg.bucketCount, s.cfg.BreakerBucket),
+		weight:   spec.Weight,
+		window:   window.New(s.cfg.bucketCount, s.cfg.BreakerBucket),
 	}
 	s.c.scanTags.Store(e.scanTag, e.name)
 	if owned && (spec.URL != "" || spec.Options != nil) {
