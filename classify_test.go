@@ -61,3 +61,90 @@ func TestIsBlocking(t *testing.T) {
 		}
 	}
 }
+
+func TestFailureOf(t *testing.T) {
+	dial := &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+	read := &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}
+	cases := []struct {
+		err  error
+		want failure
+	}{
+		{nil, failNone},
+		{redis.Nil, failNone},
+		{context.Canceled, failNone},
+		{context.DeadlineExceeded, failNone}, // the caller's deadline: no time left anyway
+		{proto("WRONGTYPE Operation against a key holding the wrong kind of value"), failNone},
+		{proto("LOADING Redis is loading the dataset in memory"), failUnsent},
+		{proto("READONLY You can't write against a read only replica."), failUnsent},
+		{dial, failUnsent},
+		{redis.ErrPoolTimeout, failUnsent},
+		{redis.ErrClosed, failUnsent},
+		{io.EOF, failAmbiguous},
+		{read, failAmbiguous},
+		{&EndpointChangedError{Op: "blpop"}, failAmbiguous},
+		{ErrNoHealthyEndpoint, failNone},
+	}
+	for _, tc := range cases {
+		if got := failureOf(tc.err); got != tc.want {
+			t.Errorf("failureOf(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+	}
+}
+
+// proto makes a server error reply (a redis.Error, as go-redis returns it).
+func proto(msg string) error { return redisError(msg) }
+
+type redisError string
+
+func (e redisError) Error() string { return string(e) }
+func (redisError) RedisError()     {}
+
+func TestReplayable(t *testing.T) {
+	ctx := context.Background()
+	c := &Client{cfg: &config{}}
+	cases := []struct {
+		cmd  redis.Cmder
+		want bool
+	}{
+		{redis.NewStringCmd(ctx, "get", "k"), true},
+		{redis.NewCmd(ctx, "GET", "k"), true},
+		{redis.NewCmd(ctx, "mget", "a", "b"), true},
+		{redis.NewIntCmd(ctx, "incr", "k"), false},
+		{redis.NewCmd(ctx, "set", "k", "v"), false},
+		{redis.NewCmd(ctx, "eval", "return 1", 0), false},
+		{redis.NewCmd(ctx, "eval_ro", "return 1", 0), true},
+		{redis.NewCmd(ctx, "object", "encoding", "k"), true},
+		{redis.NewCmd(ctx, "OBJECT", "FREQ", "k"), true},
+		{redis.NewCmd(ctx, "client", "kill", "id", 1), false},
+		{redis.NewCmd(ctx, "json.get", "k"), false}, // a module's command: a write
+		{redis.NewCmd(ctx, "xread", "count", 1, "streams", "s", "0"), true},
+		{redis.NewCmd(ctx, "xread", "block", 0, "streams", "s", "$"), false}, // blocking
+		{redis.NewCmd(ctx, "blpop", "k", 0), false},
+	}
+	for _, tc := range cases {
+		if got := c.replayable(ctx, tc.cmd); got != tc.want {
+			t.Errorf("replayable(%v) = %v, want %v", tc.cmd.Args(), got, tc.want)
+		}
+		if !c.replayable(AllowReplay(ctx), tc.cmd) {
+			t.Errorf("replayable(%v) under AllowReplay = false", tc.cmd.Args())
+		}
+	}
+	c.cfg.ReplayWrites = true
+	if !c.replayable(ctx, redis.NewIntCmd(ctx, "incr", "k")) {
+		t.Error("ReplayWrites does not allow INCR")
+	}
+}
+
+func TestPipelineFailure(t *testing.T) {
+	ctx := context.Background()
+	get, incr := redis.NewStringCmd(ctx, "get", "a"), redis.NewIntCmd(ctx, "incr", "b")
+	get.SetErr(proto("WRONGTYPE x"))
+	incr.SetErr(io.EOF)
+	if got := pipelineFailure([]redis.Cmder{get, incr}, get.Err()); got != failAmbiguous {
+		t.Errorf("a reply error then EOF: %v, want ambiguous", got)
+	}
+	incr.SetErr(nil)
+	if got := pipelineFailure([]redis.Cmder{get, incr}, get.Err()); got != failNone {
+		t.Errorf("a reply error only: %v, want none", got)
+	}
+}
