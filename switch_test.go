@@ -90,6 +90,26 @@ func slowDetection(o *geofailover.Options) {
 	o.DisableStallDetection = true
 }
 
+// inject applies a fault to east: "switch" (SwitchTo west, east stays up),
+// "stop" (SIGSTOP) or "kill" (SIGKILL), and waits until traffic is on west.
+// A stopped east is resumed when the test ends.
+func inject(t *testing.T, fault string, east *testserver.Server, c *geofailover.Client) {
+	t.Helper()
+	switch fault {
+	case "switch":
+		if err := c.SwitchTo(ctxFor(t, testTimeout), "west"); err != nil {
+			t.Fatal(err)
+		}
+	case "stop":
+		pause(t, east)
+	case "kill":
+		east.Kill()
+	default:
+		t.Fatalf("unknown fault %q", fault)
+	}
+	waitActive(t, c, "west")
+}
+
 // Row "read-only command, answer lost": replayed on the next endpoint.
 // Row "write, answer lost": not replayed; the caller gets the error.
 // Row "write with AllowReplay or ReplayWrites, answer lost": replayed.
@@ -190,6 +210,75 @@ func TestPipelineReplayRules(t *testing.T) {
 	}
 	waitValue(t, direct(t, east), "pipe-counter-false", "1")
 	waitValue(t, direct(t, east), "pipe-counter-true", "1")
+}
+
+// busyScript runs on the server for ms milliseconds; EVAL_RO marks it
+// read-only.
+func busyScript(ms int) string {
+	return fmt.Sprintf(`local t = redis.call('TIME'); local s = t[1]*1e6 + t[2]
+while true do t = redis.call('TIME'); if t[1]*1e6 + t[2] - s > %d then return 1 end end`, ms*1000)
+}
+
+// The same rows as TestPipelineReplayRules, with the batch in flight when
+// east is SIGKILLed (its answer is lost to EOF).
+func TestPipelineInFlightAtKill(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		tx     bool
+		write  bool
+		replay bool
+	}{
+		{"read-only pipeline", false, false, true},
+		{"pipeline with a write", false, true, false},
+		{"transaction with a write", true, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			east, west, c := shortReads(t, nil)
+			ctx := ctxFor(t, testTimeout)
+			direct(t, west).Set(ctx, "a", "wa", 0)
+			run := c.Pipelined
+			if tc.tx {
+				run = c.TxPipelined
+			}
+			type result struct {
+				cmds []redis.Cmder
+				err  error
+			}
+			done := make(chan result, 1)
+			go func() {
+				cmds, err := run(ctxFor(t, 5*time.Second), func(p redis.Pipeliner) error {
+					p.EvalRO(ctx, busyScript(150), nil) // under the 200 ms ReadTimeout
+					if tc.write {
+						p.Incr(ctx, "counter")
+					} else {
+						p.Get(ctx, "a")
+					}
+					return nil
+				})
+				done <- result{cmds, err}
+			}()
+			time.Sleep(50 * time.Millisecond) // the script is running on east
+			east.Kill()
+			r := <-done
+			if tc.replay {
+				if r.err != nil || r.cmds[1].(*redis.StringCmd).Val() != "wa" {
+					t.Fatalf("read-only pipeline in flight at the kill: %v %v; want its replay on west", r.cmds, r.err)
+				}
+				return
+			}
+			if r.err == nil {
+				t.Fatalf("pipeline with INCR in flight at the kill succeeded: %v", r.cmds)
+			}
+			for _, cmd := range r.cmds {
+				if cmd.Err() == nil {
+					t.Errorf("%v has no error", cmd)
+				}
+			}
+			if n, _ := direct(t, west).Exists(ctx, "counter").Result(); n != 0 {
+				t.Error("west has counter: the batch was replayed")
+			}
+		})
+	}
 }
 
 // Row "write that never reached the server": retried on the new endpoint.
@@ -313,7 +402,7 @@ func countAll(t *testing.T, ctx context.Context, r *redis.Client, keys []string)
 // caller gets ErrEndpointChanged (also redis.TxFailedErr), and running
 // Watch again works on the new endpoint.
 func TestWatchAcrossSwitch(t *testing.T) {
-	for _, fault := range []string{"switch", "stop"} {
+	for _, fault := range []string{"switch", "stop", "kill"} {
 		t.Run(fault, func(t *testing.T) {
 			east, west, c := shortReads(t, nil)
 			ctx := ctxFor(t, testTimeout)
@@ -327,16 +416,7 @@ func TestWatchAcrossSwitch(t *testing.T) {
 					return err
 				}
 				if attempts == 1 {
-					// The switch happens between WATCH/GET and EXEC.
-					switch fault {
-					case "switch":
-						if err := c.SwitchTo(ctx, "west"); err != nil {
-							return err
-						}
-					case "stop":
-						pause(t, east)
-						waitActive(t, c, "west")
-					}
+					inject(t, fault, east, c) // between WATCH/GET and EXEC
 				}
 				_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
 					p.Set(ctx, "balance", n-1, 0)
@@ -355,13 +435,16 @@ func TestWatchAcrossSwitch(t *testing.T) {
 			if err := c.Watch(ctx, txf, "balance"); err != nil {
 				t.Fatalf("Watch again on west: %v", err)
 			}
-			if fault == "stop" {
+			waitValue(t, direct(t, west), "balance", "9")
+			switch fault {
+			case "stop":
 				if err := east.Resume(); err != nil {
 					t.Fatal(err)
 				}
+				fallthrough
+			case "switch":
+				waitValue(t, direct(t, east), "balance", "10") // EXEC never reached east
 			}
-			waitValue(t, direct(t, west), "balance", "9")
-			waitValue(t, direct(t, east), "balance", "10") // EXEC never reached east
 		})
 	}
 }
@@ -369,13 +452,24 @@ func TestWatchAcrossSwitch(t *testing.T) {
 // Row "SCAN cursor across a switch": continuing it on another endpoint
 // fails with ErrEndpointChanged; a scan started again runs there.
 func TestScanAcrossSwitch(t *testing.T) {
+	for _, fault := range []string{"switch", "stop", "kill"} {
+		t.Run(fault, func(t *testing.T) { testScanAcrossSwitch(t, fault) })
+	}
+}
+
+func testScanAcrossSwitch(t *testing.T, fault string) {
 	east, west, c := shortReads(t, nil)
 	ctx := ctxFor(t, testTimeout)
+	h := map[string]any{}
+	for i := range 300 {
+		h[fmt.Sprint(i)] = fmt.Sprintf("%0100d", i) // too long for a listpack
+	}
 	for _, s := range []*testserver.Server{east, west} {
 		p := direct(t, s).Pipeline()
 		for i := range 200 {
 			p.Set(ctx, fmt.Sprintf("k%d", i), i, 0)
 		}
+		p.HSet(ctx, "h", h)
 		if _, err := p.Exec(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -392,9 +486,13 @@ func TestScanAcrossSwitch(t *testing.T) {
 	if !it.Next(ctx) {
 		t.Fatalf("iterator: %v", it.Err())
 	}
-	if err := c.SwitchTo(ctx, "west"); err != nil {
-		t.Fatal(err)
+	_, hc, err := c.HScan(ctx, "h", 0, "", 10).Result()
+	if err != nil || hc == 0 {
+		t.Fatalf("HSCAN: cursor %d, %v", hc, err)
 	}
+
+	inject(t, fault, east, c)
+
 	_, _, err = c.Scan(ctx, cursor, "k*", 10).Result()
 	var ece *geofailover.EndpointChangedError
 	if !errors.As(err, &ece) || ece.Op != "SCAN" || ece.From != "east" || ece.To != "west" {
@@ -405,29 +503,14 @@ func TestScanAcrossSwitch(t *testing.T) {
 	if !errors.Is(it.Err(), geofailover.ErrEndpointChanged) {
 		t.Fatalf("iterator across the switch: %v; want ErrEndpointChanged", it.Err())
 	}
+	if err := c.HScan(ctx, "h", hc, "", 10).Err(); !errors.Is(err, geofailover.ErrEndpointChanged) {
+		t.Fatalf("HSCAN with east's cursor on west = %v", err)
+	}
 	n := 0
 	for it := c.Scan(ctx, 0, "k*", 10).Iterator(); it.Next(ctx); n++ {
 	}
 	if n != 200 {
 		t.Fatalf("a scan restarted on west saw %d keys, want 200", n)
-	}
-	// HSCAN's cursor is bound the same way.
-	h := map[string]any{}
-	for i := range 300 {
-		h[fmt.Sprint(i)] = fmt.Sprintf("%0100d", i) // too long for a listpack
-	}
-	if err := c.HSet(ctx, "h", h).Err(); err != nil {
-		t.Fatal(err)
-	}
-	_, hc, err := c.HScan(ctx, "h", 0, "", 10).Result()
-	if err != nil || hc == 0 {
-		t.Fatalf("HSCAN: cursor %d, %v", hc, err)
-	}
-	if err := c.SwitchTo(ctx, "east"); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.HScan(ctx, "h", hc, "", 10).Err(); !errors.Is(err, geofailover.ErrEndpointChanged) {
-		t.Fatalf("HSCAN with west's cursor on east = %v", err)
 	}
 }
 
@@ -520,24 +603,35 @@ func waitBlocked(t *testing.T, s *testserver.Server, n int) {
 }
 
 // Row "Conn()": pinned to the endpoint active when taken; it does not
-// follow a switch.
+// follow a switch: after one it still talks to east, or fails if east is
+// down.
 func TestConnIsPinned(t *testing.T) {
-	east, west, c := shortReads(t, nil)
-	ctx := ctxFor(t, testTimeout)
-	direct(t, east).Set(ctx, "where", "east", 0)
-	direct(t, west).Set(ctx, "where", "west", 0)
-	cn, err := c.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cn.Close()
-	if err := c.SwitchTo(ctx, "west"); err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := c.Get(ctx, "where").Result(); got != "west" {
-		t.Fatalf("client GET after switch = %q", got)
-	}
-	if got, err := cn.Get(ctx, "where").Result(); err != nil || got != "east" {
-		t.Fatalf("Conn GET after switch = %q, %v; want east (pinned)", got, err)
+	for _, fault := range []string{"switch", "stop", "kill"} {
+		t.Run(fault, func(t *testing.T) {
+			east, west, c := shortReads(t, nil)
+			ctx := ctxFor(t, testTimeout)
+			direct(t, east).Set(ctx, "where", "east", 0)
+			direct(t, west).Set(ctx, "where", "west", 0)
+			cn, err := c.Conn(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cn.Close()
+			inject(t, fault, east, c)
+			if got, _ := c.Get(ctx, "where").Result(); got != "west" {
+				t.Fatalf("client GET after the %s = %q", fault, got)
+			}
+			got, err := cn.Get(ctxFor(t, time.Second), "where").Result()
+			switch fault {
+			case "switch":
+				if err != nil || got != "east" {
+					t.Fatalf("Conn GET after switch = %q, %v; want east (pinned)", got, err)
+				}
+			default:
+				if err == nil {
+					t.Fatalf("Conn GET after %s = %q; want east's failure, not west's answer", fault, got)
+				}
+			}
+		})
 	}
 }
