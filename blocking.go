@@ -2,7 +2,6 @@ package geofailover
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"net"
 	"sync"
@@ -21,80 +20,51 @@ import (
 // returns at the switch instead of at its own timeout.
 //
 // To interrupt them, an endpoint built from URL or Options runs its
-// blocking commands on a pool of its own whose connections it tracks; a
-// switch closes them all. Endpoints given as a ready Client, and blocking
-// commands inside pipelines, are not interrupted.
+// blocking commands on a go-redis client of their own; a switch away
+// replaces that client with a fresh one and closes the old one, which closes
+// every connection it had, waiting commands included. Endpoints given as a
+// ready Client, and blocking commands inside pipelines, are not interrupted.
 
 // blockingPool is an endpoint's client for blocking commands.
 type blockingPool struct {
-	client *redis.Client
+	opts   *redis.Options
+	client atomic.Pointer[redis.Client]
 	epoch  atomic.Uint64 // counts interruptions
-
-	mu    sync.Mutex // protects conns
-	conns map[*trackedConn]struct{}
+	mu     sync.Mutex    // serializes interrupt and close
+	closed bool
 }
 
-type blockEpochKey struct{}
-
-// errInterrupted makes a dial for a blocking command whose endpoint was
-// switched away from fail as unsent, so it is retried on the new endpoint.
-var errInterrupted = errors.New("geofailover: endpoint switched away before the blocking command was sent")
+// errInterrupted makes a blocking command whose endpoint was switched away
+// from before it was sent fail as unsent, so it is retried on the new
+// endpoint.
+var errInterrupted = &net.OpError{Op: "dial", Net: "tcp",
+	Err: errors.New("geofailover: endpoint switched away before the blocking command was sent")}
 
 func newBlockingPool(o *redis.Options) *blockingPool {
-	b := &blockingPool{conns: map[*trackedConn]struct{}{}}
-	next := o.Dialer
-	if next == nil {
-		nd := &net.Dialer{Timeout: o.DialTimeout, KeepAlive: 5 * time.Minute}
-		next = nd.DialContext
-		if o.TLSConfig != nil {
-			td := &tls.Dialer{NetDialer: nd, Config: o.TLSConfig}
-			next = td.DialContext
-		}
-	}
-	o.Dialer = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		if ep, ok := ctx.Value(blockEpochKey{}).(uint64); ok && ep != b.epoch.Load() {
-			return nil, &net.OpError{Op: "dial", Net: network, Err: errInterrupted}
-		}
-		cn, err := next(ctx, network, addr)
-		if err != nil {
-			return nil, err
-		}
-		t := &trackedConn{Conn: cn, pool: b}
-		b.mu.Lock()
-		b.conns[t] = struct{}{}
-		b.mu.Unlock()
-		return t, nil
-	}
 	o.MinIdleConns = 0
-	b.client = redis.NewClient(o)
+	b := &blockingPool{opts: o}
+	b.client.Store(redis.NewClient(o))
 	return b
 }
 
-// interrupt ends every blocking command waiting on the pool's connections.
+// interrupt ends every blocking command waiting on the pool's connections:
+// later commands get a fresh client.
 func (b *blockingPool) interrupt() {
-	b.epoch.Add(1)
 	b.mu.Lock()
-	conns := make([]*trackedConn, 0, len(b.conns))
-	for t := range b.conns {
-		conns = append(conns, t)
+	defer b.mu.Unlock()
+	if b.closed {
+		return
 	}
-	b.mu.Unlock()
-	for _, t := range conns {
-		_ = t.Close()
-	}
+	b.epoch.Add(1)
+	old := b.client.Swap(redis.NewClient(b.opts))
+	_ = old.Close()
 }
 
-// trackedConn is a connection of a blockingPool.
-type trackedConn struct {
-	net.Conn
-	pool *blockingPool
-}
-
-func (t *trackedConn) Close() error {
-	t.pool.mu.Lock()
-	delete(t.pool.conns, t)
-	t.pool.mu.Unlock()
-	return t.Conn.Close()
+func (b *blockingPool) close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.closed = true
+	return b.client.Load().Close()
 }
 
 // interruptBlocking is called by the supervisor once traffic has left e.
@@ -106,18 +76,22 @@ func (e *endpoint) interruptBlocking() {
 
 // attemptBlocking sends a blocking command to e once. If a switch away from
 // e interrupts it, it returns an *EndpointChangedError and charges nothing
-// to e.
+// to e; if the switch came before it was sent, it fails unsent (and is
+// retried on the new endpoint).
 func (c *Client) attemptBlocking(ctx context.Context, e *endpoint, cmd redis.Cmder) error {
 	b := e.blocking
 	ep := b.epoch.Load()
+	client := b.client.Load()
 	if cur := c.route.Load(); cur.active != nil && cur.active != e {
 		// Traffic has already left e: do not start waiting there.
-		err := &net.OpError{Op: "dial", Net: "tcp", Err: errInterrupted}
-		cmd.SetErr(err)
-		return err
+		cmd.SetErr(errInterrupted)
+		return errInterrupted
 	}
-	err := b.client.Process(context.WithValue(ctx, blockEpochKey{}, ep), cmd)
-	if err != nil && b.epoch.Load() != ep && failureOf(err) == failAmbiguous {
+	err := client.Process(ctx, cmd)
+	if err != nil && b.epoch.Load() != ep {
+		if failureOf(err) == failUnsent {
+			return err // the client was replaced before the command went out
+		}
 		to := ""
 		if cur := c.route.Load(); cur.active != nil {
 			to = cur.active.name
@@ -126,8 +100,6 @@ func (c *Client) attemptBlocking(ctx context.Context, e *endpoint, cmd redis.Cmd
 		cmd.SetErr(err)
 		return err
 	}
-	if !errors.Is(err, errInterrupted) {
-		c.record(ctx, e, err, time.Time{}, false)
-	}
+	c.record(ctx, e, err, time.Time{}, false)
 	return err
 }

@@ -184,7 +184,7 @@ func (e *endpoint) close() error {
 		errs = append(errs, e.client.Close())
 	}
 	if e.blocking != nil {
-		errs = append(errs, e.blocking.client.Close())
+		errs = append(errs, e.blocking.close())
 	}
 	return errors.Join(errs...)
 }

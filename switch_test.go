@@ -580,6 +580,16 @@ func TestBlockingAcrossSwitch(t *testing.T) {
 				if n, _ := direct(t, east).LLen(ctx, "queue").Result(); n != 1 {
 					t.Fatalf("east queue has %d elements, want 1", n)
 				}
+				// Back on east, blocking commands work normally.
+				if err := c.SwitchTo(ctx, "east"); err != nil {
+					t.Fatal(err)
+				}
+				if v, err := c.BLPop(ctx, 50*time.Millisecond, "queue").Result(); err != nil || v[1] != "x" {
+					t.Fatalf("BLPOP back on east = %v, %v", v, err)
+				}
+				if err := c.BLPop(ctx, 50*time.Millisecond, "queue").Err(); err != redis.Nil {
+					t.Fatalf("BLPOP on an empty list back on east = %v, want redis.Nil", err)
+				}
 			}
 		})
 	}
