@@ -9,6 +9,17 @@
 // back when a preferred endpoint has recovered and stayed healthy
 // (failback). The Client implements redis.UniversalClient, so application
 // code keeps using go-redis as before.
+//
+// Across a switch, a command that never reached a server is retried on the
+// next endpoint; one that may have reached it is retried only if Redis flags
+// it read-only (or the caller opted in with AllowReplay or
+// Options.ReplayWrites), so writes are never applied twice by default.
+// Pipelines and transactions go whole to one endpoint. Watch never sends
+// EXEC to an endpoint other than the one it watched on, SCAN cursors never
+// move between endpoints, and a blocking command waiting at a switch is
+// interrupted (ErrEndpointChanged). Subscriptions follow the active
+// endpoint. The README's table "what happens to each kind of command during
+// a switch" lists each case and the test that checks it.
 package geofailover
 
 import (

@@ -40,8 +40,14 @@ func (c *Client) newPubSubFront() *redis.Client {
 	})
 }
 
-// Subscribe subscribes to channels; the subscription follows the active
-// endpoint (see the package documentation on Pub/Sub).
+// Subscribe subscribes to channels. The returned PubSub follows the active
+// endpoint: after a failover, failback or SwitchTo, every channel, pattern
+// and shard channel it holds is subscribed again on the new endpoint, and
+// Channel() and ReceiveMessage go on delivering. Messages published during
+// the gap (reported by EventPubSubInterrupted and EventPubSubRestored) are
+// not delivered: Redis Pub/Sub is at-most-once. A subscription's
+// confirmation comes when a real server has confirmed it. Close the PubSub
+// when done, as with go-redis.
 func (c *Client) Subscribe(ctx context.Context, channels ...string) *redis.PubSub {
 	return c.psFront.Subscribe(ctx, channels...)
 }

@@ -1,8 +1,9 @@
 // Command demo shows geofailover at work on this machine, with nothing to
 // set up but redis-server on PATH: it starts two local Redis servers, "east"
 // (weight 1) and "west" (weight 0.5), runs a workload through a
-// geofailover.Client with default options, SIGKILLs east, restarts it, and
-// reports the failover and the failback as they happen.
+// geofailover.Client with default options (8 writers, plus a Pub/Sub
+// subscriber and publisher), SIGKILLs east, restarts it, and reports the
+// failover, the failback and the Pub/Sub re-subscriptions as they happen.
 //
 //	go run ./examples/demo
 package main
@@ -98,7 +99,32 @@ func run(ctx context.Context) error {
 			}
 		}()
 	}
-	defer func() { stopWork(); wg.Wait() }()
+	// Pub/Sub through the same client: the subscription follows the switch.
+	sub := c.Subscribe(ctx, "demo:news")
+	defer sub.Close()
+	if _, err := sub.Receive(ctx); err != nil {
+		stopWork()
+		wg.Wait()
+		return err
+	}
+	var received, published atomic.Int64
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for range sub.Channel() {
+			received.Add(1)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for wctx.Err() == nil {
+			if c.Publish(wctx, "demo:news", "tick").Err() == nil {
+				published.Add(1)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	defer func() { stopWork(); sub.Close(); wg.Wait() }()
 
 	report := func(d time.Duration) error {
 		end := time.Now().Add(d)
@@ -108,7 +134,8 @@ func run(ctx context.Context) error {
 				return ctx.Err()
 			case <-time.After(time.Second):
 			}
-			say("active=%-5s ok=%-7d errors=%d", c.Active(), ok.Load(), failed.Load())
+			say("active=%-5s ok=%-7d errors=%-3d pubsub published=%d received=%d",
+				c.Active(), ok.Load(), failed.Load(), published.Load(), received.Load())
 		}
 		return nil
 	}
@@ -134,9 +161,9 @@ func run(ctx context.Context) error {
 			return fmt.Errorf("no failback within a minute")
 		}
 	}
-	say("summary: east killed %v ago; failback %v after restart; %d commands ok, %d failed (last: %v)",
+	say("summary: east killed %v ago; failback %v after restart; %d commands ok, %d failed (last: %v); pubsub %d published, %d received",
 		time.Since(killed).Round(time.Millisecond), time.Since(restarted).Round(100*time.Millisecond),
-		ok.Load(), failed.Load(), lastErr.Load())
+		ok.Load(), failed.Load(), lastErr.Load(), published.Load(), received.Load())
 	return nil
 }
 
@@ -152,6 +179,10 @@ func sayEvent(ev geofailover.Event) {
 		say("EVENT %s is %v", ev.Endpoint, ev.Health)
 	case geofailover.EventBreakerOpened:
 		say("EVENT %s breaker opened (%s)", ev.Endpoint, ev.Cause)
+	case geofailover.EventPubSubInterrupted:
+		say("EVENT pubsub: %d subscription(s) lost with %s", ev.Subscriptions, ev.From)
+	case geofailover.EventPubSubRestored:
+		say("EVENT pubsub: %d subscription(s) restored on %s, gap %v", ev.Subscriptions, ev.To, ev.At.Sub(ev.GapStart).Round(10*time.Microsecond))
 	default:
 		say("EVENT %v %s%s", ev.Kind, ev.Endpoint, ev.To)
 	}
