@@ -12,7 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/geofailover/geofailover"
-	"github.com/geofailover/geofailover/internal/testserver"
+	"github.com/geofailover/geofailover/failovertest"
 )
 
 func TestSetWeightSwitchesAtOnce(t *testing.T) {
@@ -84,7 +84,7 @@ func TestSwitchTo(t *testing.T) {
 func TestAddAndRemoveEndpoint(t *testing.T) {
 	_, _, c := pair(t, fast)
 	waitActive(t, c, "east")
-	north := testserver.Start(t)
+	north := failovertest.StartServer(t)
 	if err := c.AddEndpoint(geofailover.Endpoint{Name: "north", Weight: 5, Options: &redis.Options{Addr: north.Addr}}); err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +206,7 @@ func (h *countingHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis
 }
 
 func TestCloseIsCleanAndFinal(t *testing.T) {
-	east, west := testserver.Start(t), testserver.Start(t)
+	east, west := failovertest.StartServer(t), failovertest.StartServer(t)
 	caller := redis.NewClient(&redis.Options{Addr: west.Addr})
 	defer caller.Close()
 	var events []geofailover.Event
@@ -282,7 +282,7 @@ func TestReplyErrorsDoNotTrip(t *testing.T) {
 // check that fails moves traffic away for reason health.
 func TestHealthCheckKinds(t *testing.T) {
 	ctx := context.Background()
-	s := testserver.Start(t)
+	s := failovertest.StartServer(t)
 	probe := redis.NewClient(&redis.Options{Addr: s.Addr})
 	defer probe.Close()
 	if err := geofailover.EchoCheck(ctx, probe); err != nil {

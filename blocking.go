@@ -88,6 +88,9 @@ func (c *Client) attemptBlocking(ctx context.Context, e *endpoint, cmd redis.Cmd
 		return errInterrupted
 	}
 	err := client.Process(ctx, cmd)
+	if tracing.Load() {
+		traceAttempt(ctx, e, err)
+	}
 	if err != nil && b.epoch.Load() != ep {
 		if failureOf(err) == failUnsent {
 			return err // the client was replaced before the command went out

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/geofailover/geofailover"
-	"github.com/geofailover/geofailover/internal/testserver"
+	"github.com/geofailover/geofailover/failovertest"
 )
 
 // TestKillUnderLoad: SIGKILL the preferred endpoint under the reference
@@ -163,7 +163,7 @@ func TestAllDownThenOneBack(t *testing.T) {
 // TestPreferredDownAtStart: New must not need the preferred endpoint; the
 // client starts on the standby and fails back once the preferred one is up.
 func TestPreferredDownAtStart(t *testing.T) {
-	east, west := testserver.Start(t), testserver.Start(t)
+	east, west := failovertest.StartServer(t), failovertest.StartServer(t)
 	east.Kill()
 	c := clientFor(t, east, west, fast)
 	if got := c.Active(); got != "west" {

@@ -10,7 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/geofailover/geofailover"
-	"github.com/geofailover/geofailover/internal/testserver"
+	"github.com/geofailover/geofailover/failovertest"
 )
 
 // testTimeout bounds every wait in these tests, so a hang fails instead of
@@ -18,14 +18,14 @@ import (
 const testTimeout = 30 * time.Second
 
 // pair starts east (weight 1) and west (weight 0.5) and a client over them.
-func pair(t *testing.T, tune func(*geofailover.Options)) (east, west *testserver.Server, c *geofailover.Client) {
+func pair(t *testing.T, tune func(*geofailover.Options)) (east, west *failovertest.Server, c *geofailover.Client) {
 	t.Helper()
-	east, west = testserver.Start(t), testserver.Start(t)
+	east, west = failovertest.StartServer(t, failovertest.WithMinVersion("7.0")), failovertest.StartServer(t, failovertest.WithMinVersion("7.0"))
 	return east, west, clientFor(t, east, west, tune)
 }
 
 // clientFor returns a ready client over east (weight 1) and west (0.5).
-func clientFor(t *testing.T, east, west *testserver.Server, tune func(*geofailover.Options)) *geofailover.Client {
+func clientFor(t *testing.T, east, west *failovertest.Server, tune func(*geofailover.Options)) *geofailover.Client {
 	t.Helper()
 	opts := &geofailover.Options{Endpoints: []geofailover.Endpoint{
 		{Name: "east", Weight: 1, Options: &redis.Options{Addr: east.Addr}},

@@ -11,11 +11,11 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/geofailover/geofailover"
-	"github.com/geofailover/geofailover/internal/testserver"
+	"github.com/geofailover/geofailover/failovertest"
 )
 
 // publisher publishes straight to one server, bypassing the client.
-func publisher(t *testing.T, s *testserver.Server) *redis.Client {
+func publisher(t *testing.T, s *failovertest.Server) *redis.Client {
 	t.Helper()
 	p := redis.NewClient(&redis.Options{Addr: s.Addr, MaxRetries: -1})
 	t.Cleanup(func() { p.Close() })
@@ -26,7 +26,7 @@ func publisher(t *testing.T, s *testserver.Server) *redis.Client {
 // channel "news", pattern "alerts.*" and shard channel "orders" (and
 // "late", subscribed later), tagged with tag. It returns what the
 // subscriber should see, as "channel=payload" strings.
-func publishAll(t *testing.T, s *testserver.Server, tag string, channels ...string) []string {
+func publishAll(t *testing.T, s *failovertest.Server, tag string, channels ...string) []string {
 	t.Helper()
 	p := publisher(t, s)
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
@@ -202,7 +202,7 @@ func TestPubSubFollowsFailover(t *testing.T) {
 }
 
 // waitSubscribers waits until channel has want subscribers (default 1) on s.
-func waitSubscribers(t *testing.T, s *testserver.Server, channel string, want ...int64) {
+func waitSubscribers(t *testing.T, s *failovertest.Server, channel string, want ...int64) {
 	t.Helper()
 	n := int64(1)
 	if len(want) > 0 {

@@ -129,12 +129,16 @@ func (c *Client) begin(e *endpoint, blocking bool) (start time.Time) {
 	return start
 }
 
-// end closes what begin opened and records the outcome against e.
+// end closes what begin opened and records the outcome against e (and in
+// the caller's Trace, if any).
 func (c *Client) end(ctx context.Context, e *endpoint, blocking bool, start time.Time, err error, retry bool) {
 	if !blocking {
 		e.live.inflight.Add(-1)
 	}
 	c.record(ctx, e, err, start, retry)
+	if tracing.Load() {
+		traceAttempt(ctx, e, err)
+	}
 }
 
 // processPipeline routes a whole pipeline (tx: a MULTI/EXEC transaction) to

@@ -14,15 +14,15 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/geofailover/geofailover"
-	"github.com/geofailover/geofailover/internal/testserver"
+	"github.com/geofailover/geofailover/failovertest"
 )
 
 // shortReads is a pair whose member clients time out reads after 200 ms, so
 // a command on a paused server fails ambiguously long before the caller's
 // deadline, leaving time for a replay.
-func shortReads(t *testing.T, tune func(*geofailover.Options), eastArgs ...string) (east, west *testserver.Server, c *geofailover.Client) {
+func shortReads(t *testing.T, tune func(*geofailover.Options), eastOpts ...failovertest.ServerOption) (east, west *failovertest.Server, c *geofailover.Client) {
 	t.Helper()
-	east, west = testserver.Start(t, eastArgs...), testserver.Start(t)
+	east, west = failovertest.StartServer(t, eastOpts...), failovertest.StartServer(t)
 	opts := &geofailover.Options{
 		Endpoints: []geofailover.Endpoint{
 			{Name: "east", Weight: 1, Options: &redis.Options{Addr: east.Addr, ReadTimeout: 200 * time.Millisecond}},
@@ -62,7 +62,7 @@ while true do t = redis.call('TIME'); if t[1]*1e6 + t[2] - s > 30000 then return
 	wg.Wait()
 }
 
-func direct(t *testing.T, s *testserver.Server) *redis.Client {
+func direct(t *testing.T, s *failovertest.Server) *redis.Client {
 	t.Helper()
 	return publisher(t, s)
 }
@@ -74,7 +74,7 @@ func ctxFor(t *testing.T, d time.Duration) context.Context {
 	return ctx
 }
 
-func pause(t *testing.T, s *testserver.Server) {
+func pause(t *testing.T, s *failovertest.Server) {
 	t.Helper()
 	if err := s.Pause(); err != nil {
 		t.Fatal(err)
@@ -93,7 +93,7 @@ func slowDetection(o *geofailover.Options) {
 // inject applies a fault to east: "switch" (SwitchTo west, east stays up),
 // "stop" (SIGSTOP) or "kill" (SIGKILL), and waits until traffic is on west.
 // A stopped east is resumed when the test ends.
-func inject(t *testing.T, fault string, east *testserver.Server, c *geofailover.Client) {
+func inject(t *testing.T, fault string, east *failovertest.Server, c *geofailover.Client) {
 	t.Helper()
 	switch fault {
 	case "switch":
@@ -289,7 +289,7 @@ func TestNoDoubleWrites(t *testing.T) {
 	for _, fault := range []string{"kill", "stop"} {
 		t.Run(fault, func(t *testing.T) {
 			// The killed east keeps every write it acknowledged on disk.
-			east, west, c := shortReads(t, nil, "--appendonly", "yes", "--appendfsync", "always")
+			east, west, c := shortReads(t, nil, failovertest.WithPersistence())
 			type attempt struct {
 				key   string
 				acked bool
@@ -464,7 +464,7 @@ func testScanAcrossSwitch(t *testing.T, fault string) {
 	for i := range 300 {
 		h[fmt.Sprint(i)] = fmt.Sprintf("%0100d", i) // too long for a listpack
 	}
-	for _, s := range []*testserver.Server{east, west} {
+	for _, s := range []*failovertest.Server{east, west} {
 		p := direct(t, s).Pipeline()
 		for i := range 200 {
 			p.Set(ctx, fmt.Sprintf("k%d", i), i, 0)
@@ -596,7 +596,7 @@ func TestBlockingAcrossSwitch(t *testing.T) {
 }
 
 // waitBlocked waits until s has n clients blocked.
-func waitBlocked(t *testing.T, s *testserver.Server, n int) {
+func waitBlocked(t *testing.T, s *failovertest.Server, n int) {
 	t.Helper()
 	r := direct(t, s)
 	deadline := time.Now().Add(testTimeout)

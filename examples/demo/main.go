@@ -22,7 +22,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/geofailover/geofailover"
-	"github.com/geofailover/geofailover/internal/testserver"
+	"github.com/geofailover/geofailover/failovertest"
 )
 
 type quiet struct{}
@@ -40,21 +40,17 @@ func main() {
 
 func run(ctx context.Context) error {
 	redis.SetLogger(quiet{}) // go-redis logs every refused dial
-	bin, err := testserver.Binary()
-	if err != nil {
-		return err
-	}
 	dir, err := os.MkdirTemp("", "geofailover-demo-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	east, err := testserver.Launch(bin, dir+"/east")
+	east, err := failovertest.LaunchServer(dir + "/east")
 	if err != nil {
 		return err
 	}
 	defer east.Kill()
-	west, err := testserver.Launch(bin, dir+"/west")
+	west, err := failovertest.LaunchServer(dir + "/west")
 	if err != nil {
 		return err
 	}

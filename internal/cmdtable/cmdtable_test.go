@@ -6,9 +6,9 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/geofailover/geofailover/failovertest"
 	"github.com/geofailover/geofailover/internal/cmdtable"
 	"github.com/geofailover/geofailover/internal/cmdtable/source"
-	"github.com/geofailover/geofailover/internal/testserver"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -48,7 +48,7 @@ func TestLookup(t *testing.T) {
 // TestTableMatchesServer regenerates the table from the local redis-server
 // and compares it with the checked-in one.
 func TestTableMatchesServer(t *testing.T) {
-	s := testserver.Start(t)
+	s := failovertest.StartServer(t)
 	live, err := source.Read(context.Background(), s.Addr)
 	if err != nil {
 		t.Fatal(err)

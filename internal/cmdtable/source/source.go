@@ -11,8 +11,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/geofailover/geofailover/failovertest"
 	"github.com/geofailover/geofailover/internal/cmdtable"
-	"github.com/geofailover/geofailover/internal/testserver"
 )
 
 // Table is a server's commands and their flags, keyed by lower-case name
@@ -30,16 +30,12 @@ var blockingUnflagged = []string{"wait", "waitaof"}
 // starts from PATH (or $REDIS_SERVER) when addr is empty.
 func Read(ctx context.Context, addr string) (*Table, error) {
 	if addr == "" {
-		bin, err := testserver.Binary()
-		if err != nil {
-			return nil, err
-		}
 		dir, err := os.MkdirTemp("", "cmdtable")
 		if err != nil {
 			return nil, err
 		}
 		defer os.RemoveAll(dir)
-		s, err := testserver.Launch(bin, dir)
+		s, err := failovertest.LaunchServer(dir)
 		if err != nil {
 			return nil, err
 		}

@@ -1,0 +1,244 @@
+package failovertest_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
+
+	"github.com/geofailover/geofailover"
+	"github.com/geofailover/geofailover/failovertest"
+)
+
+type quiet struct{}
+
+func (quiet) Printf(context.Context, string, ...any) {}
+
+func TestMain(m *testing.M) {
+	redis.SetLogger(quiet{})
+	goleak.VerifyTestMain(m)
+}
+
+func client(t *testing.T, addr string) *redis.Client {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second, ContextTimeoutEnabled: true})
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func TestServerLifecycle(t *testing.T) {
+	s := failovertest.StartServer(t, failovertest.WithPersistence(), failovertest.WithMinVersion("6.0"))
+	if s.Version == "" || s.PID() == 0 || !strings.HasPrefix(s.Addr, "127.0.0.1:") {
+		t.Fatalf("server %+v pid %d", s, s.PID())
+	}
+	ctx := context.Background()
+	c := client(t, s.Addr)
+	if err := c.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := s.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	err := c.Get(cctx, "k").Err()
+	cancel()
+	var nerr net.Error
+	if !errors.As(err, &nerr) || !nerr.Timeout() {
+		t.Fatalf("GET on a paused server = %v, want a timeout", err)
+	}
+	if err := s.Resume(); err != nil {
+		t.Fatal(err)
+	}
+
+	pid := s.PID()
+	s.Kill()
+	if err := s.WaitDown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Pause(); err == nil {
+		t.Fatal("Pause of a killed server succeeded")
+	}
+	if err := s.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	if s.PID() == pid {
+		t.Fatal("Restart kept the PID")
+	}
+	// With persistence, the acknowledged write survived SIGKILL.
+	if got, err := c.Get(ctx, "k").Result(); err != nil || got != "v" {
+		t.Fatalf("after SIGKILL and Restart with persistence: %q, %v", got, err)
+	}
+	if err := s.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WaitDown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(s.Log(100), "Ready to accept connections") {
+		t.Errorf("log lacks the start line:\n%s", s.Log(100))
+	}
+}
+
+func TestServerErrors(t *testing.T) {
+	if _, err := failovertest.LaunchServer(t.TempDir(), failovertest.WithMinVersion("99.0")); err == nil || !strings.Contains(err.Error(), "99.0 or newer is needed") {
+		t.Errorf("min version 99.0: %v", err)
+	}
+	if _, err := failovertest.LaunchServer(t.TempDir(), failovertest.WithBinary("/nonexistent/redis-server")); err == nil {
+		t.Error("a missing binary started")
+	}
+	t.Setenv("REDIS_SERVER", "")
+	t.Setenv("PATH", t.TempDir())
+	if _, err := failovertest.Binary(); !errors.Is(err, failovertest.ErrNoRedisServer) || !strings.Contains(err.Error(), "apt-get install") {
+		t.Errorf("Binary without redis-server: %v", err)
+	}
+}
+
+func TestStartServersCleanUp(t *testing.T) {
+	var pids []int
+	t.Run("inner", func(t *testing.T) {
+		for _, s := range failovertest.StartServers(t, 3) {
+			pids = append(pids, s.PID())
+		}
+	})
+	for _, pid := range pids {
+		p, err := os.FindProcess(pid)
+		if err != nil {
+			continue
+		}
+		if err := p.Signal(nil); err == nil {
+			t.Errorf("server pid %d still running after its test ended", pid)
+		}
+	}
+	if len(pids) != 3 {
+		t.Fatalf("started %d servers", len(pids))
+	}
+}
+
+func TestProxyFaults(t *testing.T) {
+	s := failovertest.StartServer(t)
+	p := failovertest.StartProxy(t, s.Addr)
+	c := client(t, p.Addr)
+	ctx := context.Background()
+	timed := func(d time.Duration, f func(context.Context) error) (time.Duration, error) {
+		cctx, cancel := context.WithTimeout(ctx, d)
+		defer cancel()
+		start := time.Now()
+		err := f(cctx)
+		return time.Since(start), err
+	}
+	ping := func(ctx context.Context) error { return c.Ping(ctx).Err() }
+	if _, err := timed(time.Second, ping); err != nil {
+		t.Fatalf("PING through the proxy: %v", err)
+	}
+
+	lat := p.Latency(100*time.Millisecond, 0, failovertest.Downstream)
+	if d, err := timed(time.Second, ping); err != nil || d < 90*time.Millisecond {
+		t.Errorf("with 100 ms latency: %v, %v", d, err)
+	}
+	lat.Remove()
+	if d, err := timed(time.Second, ping); err != nil || d > 80*time.Millisecond {
+		t.Errorf("latency removed: %v, %v", d, err)
+	}
+
+	bh := p.BlackHole(failovertest.Both)
+	if _, err := timed(200*time.Millisecond, ping); err == nil {
+		t.Error("PING through a black hole succeeded")
+	}
+	bh.Remove()
+	c.Close()
+	c = client(t, p.Addr) // the black hole kept the old connections silent
+	if _, err := timed(time.Second, ping); err != nil {
+		t.Errorf("black hole removed: %v", err)
+	}
+
+	rst := p.ResetPeer(failovertest.Upstream)
+	if _, err := timed(time.Second, ping); err == nil {
+		t.Error("PING through reset_peer succeeded")
+	}
+	rst.Remove()
+	if _, err := timed(time.Second, ping); err != nil {
+		t.Errorf("reset removed: %v", err)
+	}
+
+	cut := p.CutAfter(10, failovertest.Upstream)
+	if _, err := timed(time.Second, func(ctx context.Context) error {
+		return c.Set(ctx, "k", strings.Repeat("x", 100), 0).Err()
+	}); err == nil {
+		t.Error("a 100-byte SET passed a 10-byte cut")
+	}
+	cut.Remove()
+
+	bw := p.Bandwidth(10*1024, failovertest.Downstream)
+	if err := c.Set(ctx, "big", strings.Repeat("x", 20*1024), 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := timed(10*time.Second, func(ctx context.Context) error { return c.Get(ctx, "big").Err() }); err != nil || d < time.Second {
+		t.Errorf("20 KB at 10 KB/s took %v (%v), want >= 1s", d, err)
+	}
+	bw.Remove()
+
+	p.Disable()
+	// Open connections are closed (EOF), new ones refused.
+	_, _ = timed(time.Second, ping)
+	var opErr *net.OpError
+	if _, err := timed(time.Second, ping); !errors.As(err, &opErr) || opErr.Op != "dial" {
+		t.Errorf("PING through a disabled proxy = %v, want a refused dial", err)
+	}
+	if err := p.Enable(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := timed(time.Second, ping); err != nil {
+		t.Errorf("re-enabled: %v", err)
+	}
+}
+
+// TestWorkloadTimeline: the runner attributes each command to the endpoint
+// that served it and measures a failover.
+func TestWorkloadTimeline(t *testing.T) {
+	east, west := failovertest.StartServer(t), failovertest.StartServer(t)
+	c, err := geofailover.New(&geofailover.Options{Endpoints: []geofailover.Endpoint{
+		{Name: "east", Weight: 1, URL: "redis://" + east.Addr},
+		{Name: "west", Weight: 0.5, URL: "redis://" + west.Addr},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	run := failovertest.Workload{Workers: 4}.Start(c)
+	time.Sleep(200 * time.Millisecond)
+	at := time.Now()
+	east.Kill()
+	time.Sleep(500 * time.Millisecond)
+	tl := run.Stop()
+	rep := tl.Analyze(failovertest.Outage{From: "east", To: "west", At: at})
+	t.Logf("kill under a 4-worker workload: %v", rep)
+	if !rep.Moved || !rep.AllWorkersMoved || rep.Switches != 1 || rep.Errors.Reads != 0 || rep.Errors.Writes > 4 {
+		t.Errorf("report %v", rep)
+	}
+	var before, after int
+	for _, r := range tl.Records {
+		switch {
+		case r.Err == nil && r.End.Before(at) && r.Endpoint == "east":
+			before++
+		case r.Err == nil && r.Start.After(at.Add(100*time.Millisecond)) && r.Endpoint == "west":
+			after++
+		case r.Err == nil && r.Start.After(at.Add(100*time.Millisecond)):
+			t.Errorf("record %+v after the switch served by %q", r, r.Endpoint)
+		}
+	}
+	if before == 0 || after == 0 {
+		t.Errorf("%d successes on east before, %d on west after", before, after)
+	}
+}
