@@ -148,3 +148,26 @@ func TestPipelineFailure(t *testing.T) {
 		t.Errorf("a reply error only: %v, want none", got)
 	}
 }
+
+func TestNotApplied(t *testing.T) {
+	dial := &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{nil, false},
+		{redis.Nil, false},
+		{dial, true},
+		{proto("LOADING x"), true},
+		{&NoHealthyEndpointError{}, true},
+		{ErrClosed, true},
+		{&EndpointChangedError{Op: "EXEC"}, true},
+		{&EndpointChangedError{Op: "blpop", cause: io.EOF}, false},
+		{io.EOF, false},
+		{context.DeadlineExceeded, false},
+	} {
+		if got := NotApplied(tc.err); got != tc.want {
+			t.Errorf("NotApplied(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+	}
+}

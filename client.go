@@ -170,12 +170,13 @@ func (s *supervisor) add(spec Endpoint) (*endpoint, error) {
 		return nil, fmt.Errorf("geofailover: endpoint %q: %w", spec.Name, err)
 	}
 	e := &endpoint{
-		name: spec.Name, spec: spec, client: member, owned: owned,
+		name: spec.Name, spec: spec, owned: owned,
 		scanTag:  s.freeScanTag(),
 		probeNow: make(chan struct{}, 1),
 		weight:   spec.Weight,
 		window:   window.New(s.cfg.bucketCount, s.cfg.BreakerBucket),
 	}
+	e.member.Store(&memberRef{member})
 	s.c.scanTags.Store(e.scanTag, e.name)
 	if owned && (spec.URL != "" || spec.Options != nil) {
 		o, _ := standaloneOptions(spec) // parsed by buildMember already
@@ -200,6 +201,7 @@ func (s *supervisor) closeAll() error {
 	for _, e := range s.eps {
 		errs = append(errs, e.close())
 	}
+	s.closeRetired(time.Time{})
 	return errors.Join(errs...)
 }
 

@@ -19,8 +19,8 @@ import (
 type endpoint struct {
 	name   string
 	spec   Endpoint
-	client redis.UniversalClient // takes the traffic
-	owned  bool                  // we built client and must close it
+	member atomic.Pointer[memberRef] // the client that takes the traffic; see client()
+	owned  bool                      // we built client and must close it
 	// blocking, if set, runs e's blocking commands on connections that a
 	// switch away from e can interrupt (see blocking.go).
 	blocking *blockingPool
@@ -177,11 +177,18 @@ func probeOptions(o *redis.Options, timeout time.Duration) *redis.Options {
 	return o
 }
 
+// memberRef holds an endpoint's traffic client. Owned clients are replaced
+// when the endpoint comes back from an outage (see supervisor.refresh).
+type memberRef struct{ c redis.UniversalClient }
+
+// client returns the client that takes e's traffic now.
+func (e *endpoint) client() redis.UniversalClient { return e.member.Load().c }
+
 // close closes the clients we built for e.
 func (e *endpoint) close() error {
 	var errs []error
 	if e.owned {
-		errs = append(errs, e.client.Close())
+		errs = append(errs, e.client().Close())
 	}
 	if e.blocking != nil {
 		errs = append(errs, e.blocking.close())

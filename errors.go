@@ -3,8 +3,9 @@ package geofailover
 import (
 	"errors"
 	"fmt"
-	"net/url"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -77,16 +78,51 @@ func (e *NoHealthyEndpointError) Unwrap() []error {
 	return errs
 }
 
-// redactURLError removes the password of rawURL from err's text, since
-// redis.ParseURL errors may quote the URL.
+// redactURLError returns err with the password of rawURL hidden, wherever
+// and however it appears: the whole URL (raw or quoted), the password, or a
+// quoted fragment of it (url.Parse quotes a bad escape such as "%zz").
 func redactURLError(err error, rawURL string) error {
-	u, perr := url.Parse(rawURL)
-	if perr != nil || u.User == nil {
+	pw := urlPassword(rawURL)
+	if pw == "" {
 		return err
 	}
-	pass, ok := u.User.Password()
-	if !ok || pass == "" || !strings.Contains(err.Error(), pass) {
-		return err
+	msg := err.Error()
+	redacted := strings.Replace(rawURL, ":"+pw+"@", ":xxxxx@", 1)
+	for _, from := range []string{strconv.Quote(rawURL), rawURL} {
+		to := redacted
+		if strings.HasPrefix(from, `"`) {
+			to = strconv.Quote(redacted)
+		}
+		msg = strings.ReplaceAll(msg, from, to)
 	}
-	return errors.New(strings.ReplaceAll(err.Error(), pass, "xxxxx"))
+	for _, p := range []string{pw, strings.Trim(strconv.Quote(pw), `"`)} {
+		msg = strings.ReplaceAll(msg, p, "xxxxx")
+	}
+	msg = quotedRE.ReplaceAllStringFunc(msg, func(q string) string {
+		if u, err := strconv.Unquote(q); err == nil && u != "" && strings.Contains(pw, u) {
+			return `"xxxxx"`
+		}
+		return q
+	})
+	return errors.New(msg)
+}
+
+var quotedRE = regexp.MustCompile(`"(?:[^"\\]|\\.)*"`)
+
+// urlPassword returns the password in rawURL's userinfo, found textually so
+// that it works on URLs that do not parse.
+func urlPassword(rawURL string) string {
+	i := strings.Index(rawURL, "://")
+	if i < 0 {
+		return ""
+	}
+	rest := rawURL[i+3:]
+	at := strings.LastIndex(rest, "@")
+	if at < 0 {
+		return ""
+	}
+	if c := strings.Index(rest[:at], ":"); c >= 0 {
+		return rest[c+1 : at]
+	}
+	return ""
 }

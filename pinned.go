@@ -35,7 +35,7 @@ func (c *Client) Watch(ctx context.Context, fn func(*redis.Tx) error, keys ...st
 }
 
 func (c *Client) watchOn(ctx context.Context, e *endpoint, fn func(*redis.Tx) error, ran *bool, keys []string) error {
-	return e.client.Watch(ctx, func(tx *redis.Tx) error {
+	return e.client().Watch(ctx, func(tx *redis.Tx) error {
 		*ran = true
 		for _, h := range c.hooks.Load().user {
 			tx.AddHook(h)
@@ -58,9 +58,9 @@ func (c *Client) Conn(ctx context.Context) (*redis.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	rc, ok := r.active.client.(*redis.Client)
+	rc, ok := r.active.client().(*redis.Client)
 	if !ok {
-		return nil, fmt.Errorf("%w: Conn on endpoint %q, whose client is a %T", ErrNotSupported, r.active.name, r.active.client)
+		return nil, fmt.Errorf("%w: Conn on endpoint %q, whose client is a %T", ErrNotSupported, r.active.name, r.active.client())
 	}
 	cn := rc.Conn()
 	for _, h := range c.hooks.Load().user {

@@ -222,7 +222,7 @@ func (b *bridge) follow(r *route) {
 func (b *bridge) total() int { return len(b.subs[0]) + len(b.subs[1]) + len(b.subs[2]) }
 
 func (b *bridge) startMember(e *endpoint) {
-	m := &member{e: e, ps: e.client.Subscribe(b.ctx), awaiting: map[subKey]struct{}{}}
+	m := &member{e: e, ps: e.client().Subscribe(b.ctx), awaiting: map[subKey]struct{}{}}
 	for k := range b.subs {
 		for name := range b.subs[k] {
 			m.snapshot[k] = append(m.snapshot[k], name)

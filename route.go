@@ -110,7 +110,7 @@ func (c *Client) attempt(ctx context.Context, e *endpoint, cmd redis.Cmder, retr
 		return c.attemptBlocking(ctx, e, cmd)
 	}
 	start := c.begin(e, blocking)
-	err := e.client.Process(ctx, cmd)
+	err := e.client().Process(ctx, cmd)
 	c.end(ctx, e, blocking, start, err, retry)
 	return err
 }
@@ -178,9 +178,9 @@ func (c *Client) processPipeline(ctx context.Context, cmds []redis.Cmder, tx boo
 func (c *Client) attemptPipeline(ctx context.Context, e *endpoint, cmds []redis.Cmder, tx, retry bool) error {
 	var p redis.Pipeliner
 	if tx {
-		p = e.client.TxPipeline()
+		p = e.client().TxPipeline()
 	} else {
-		p = e.client.Pipeline()
+		p = e.client().Pipeline()
 	}
 	blocking := false
 	for _, cmd := range cmds {

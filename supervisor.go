@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/geofailover/geofailover/internal/breaker"
 	"github.com/geofailover/geofailover/internal/window"
 )
@@ -21,6 +23,8 @@ type supervisor struct {
 	eps  []*endpoint // configuration order: it breaks weight ties
 	// lastTag is the SCAN cursor tag given out last (see freeScanTag).
 	lastTag uint8
+	// retired are replaced traffic clients waiting to be closed (refresh).
+	retired []retiredClient
 
 	active    *endpoint
 	fallback  *endpoint
@@ -104,6 +108,9 @@ func (s *supervisor) run(ctx context.Context) {
 // selection rule. It is the supervisor's whole decision; tests call it
 // directly.
 func (s *supervisor) step(now time.Time) {
+	if len(s.retired) > 0 {
+		s.closeRetired(now)
+	}
 	for _, e := range s.eps {
 		s.observe(e, now)
 	}
@@ -192,6 +199,45 @@ func (s *supervisor) grace(level int) time.Duration {
 	return g
 }
 
+// retireDelay is how long a replaced traffic client stays open for the
+// commands still running on it.
+const retireDelay = 5 * time.Second
+
+type retiredClient struct {
+	c  redis.UniversalClient
+	at time.Time
+}
+
+// refresh gives an owned endpoint that passed its first check after an
+// outage a new traffic client: go-redis keeps returning a cached dial error
+// from a pool that saw many failed dials, for up to a second after the
+// server is back. The old client is closed retireDelay later.
+func (s *supervisor) refresh(e *endpoint, now time.Time) {
+	if !e.owned {
+		return
+	}
+	fresh, _, err := buildMember(e.spec, s.cfg.HealthCheckTimeout)
+	if err != nil {
+		return // the spec was valid when the endpoint was added
+	}
+	old := e.member.Swap(&memberRef{fresh})
+	s.retired = append(s.retired, retiredClient{old.c, now})
+}
+
+// closeRetired closes the replaced clients retired before now-retireDelay
+// (all of them when now is zero).
+func (s *supervisor) closeRetired(now time.Time) {
+	keep := s.retired[:0]
+	for _, r := range s.retired {
+		if now.IsZero() || now.Sub(r.at) >= retireDelay {
+			_ = r.c.Close()
+		} else {
+			keep = append(keep, r)
+		}
+	}
+	s.retired = keep
+}
+
 // onCheck applies one health-check result, with N/M hysteresis: the first
 // result decides on its own; later, UnhealthyAfter failures in a row make an
 // endpoint unhealthy and HealthyAfter passes in a row make it healthy.
@@ -203,6 +249,9 @@ func (s *supervisor) onCheck(r checkResult) {
 	e.lastCheck, e.lastLatency = r.at, r.latency
 	prev := e.health
 	if r.err == nil {
+		if prev == Unhealthy && e.passes == 0 {
+			s.refresh(e, r.at)
+		}
 		e.passes, e.fails, e.lastPassed = e.passes+1, 0, true
 		if prev != Healthy && (prev == HealthUnknown || e.passes >= s.cfg.HealthyAfter) {
 			e.health, e.healthySince = Healthy, r.at

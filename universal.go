@@ -44,7 +44,7 @@ func (c *Client) AddHook(h redis.Hook) {
 // is active).
 func (c *Client) PoolStats() *redis.PoolStats {
 	if e := c.route.Load().active; e != nil {
-		return e.client.PoolStats()
+		return e.client().PoolStats()
 	}
 	return &redis.PoolStats{}
 }

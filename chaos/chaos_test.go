@@ -1,0 +1,448 @@
+package chaos_test
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
+
+	"github.com/geofailover/geofailover"
+	"github.com/geofailover/geofailover/failovertest"
+)
+
+var soak = flag.Bool("chaos.soak", false, "run the long soak variants (flapping for 10 minutes, more rounds)")
+
+type quiet struct{}
+
+func (quiet) Printf(context.Context, string, ...any) {}
+
+func TestMain(m *testing.M) {
+	redis.SetLogger(quiet{}) // go-redis logs every refused dial
+	goleak.VerifyTestMain(m)
+}
+
+// wait bounds every wait in the suite, so a hang fails instead of stalling.
+const wait = 60 * time.Second
+
+// region is one endpoint of a scenario: a real server, optionally behind
+// a fault proxy.
+type region struct {
+	name   string
+	weight float64
+	srv    *failovertest.Server
+	proxy  *failovertest.Proxy // nil when the client talks to srv directly
+}
+
+// lab starts one server per weight (named a, b, c... unless names are
+// given) and a client over them; withProxy puts each behind a fault proxy.
+func lab(t *testing.T, weights []float64, withProxy bool, tune func(*geofailover.Options)) ([]*region, *geofailover.Client) {
+	t.Helper()
+	names := []string{"east", "west", "south"}
+	var regions []*region
+	var eps []geofailover.Endpoint
+	for i, w := range weights {
+		r := &region{name: names[i], weight: w, srv: failovertest.StartServer(t)}
+		addr := r.srv.Addr
+		if withProxy {
+			r.proxy = failovertest.StartProxy(t, addr)
+			addr = r.proxy.Addr
+		}
+		regions = append(regions, r)
+		eps = append(eps, geofailover.Endpoint{Name: r.name, Weight: w, Options: &redis.Options{Addr: addr}})
+	}
+	opts := &geofailover.Options{Endpoints: eps}
+	if tune != nil {
+		tune(opts)
+	}
+	c, err := geofailover.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := c.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitActive(t, c, regions[0].name)
+	for _, r := range regions[1:] {
+		waitHealthy(t, c, r.name)
+	}
+	return regions, c
+}
+
+// quick shortens checks, grace and failback so scenarios finish in seconds;
+// detection under load does not depend on them.
+func quick(o *geofailover.Options) {
+	o.HealthCheckInterval = 200 * time.Millisecond
+	o.HealthCheckTimeout = 200 * time.Millisecond
+	o.GracePeriod = time.Second
+	o.FailbackDelay = 500 * time.Millisecond
+}
+
+func waitActive(t *testing.T, c *geofailover.Client, name string) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for c.Active() != name {
+		if time.Since(start) > wait {
+			t.Fatalf("active is %q after %v, want %q; %+v", c.Active(), wait, name, c.Status())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+func waitHealthy(t *testing.T, c *geofailover.Client, name string) {
+	t.Helper()
+	start := time.Now()
+	for {
+		for _, st := range c.Status() {
+			if st.Name == name && st.Health == geofailover.Healthy {
+				return
+			}
+		}
+		if time.Since(start) > wait {
+			t.Fatalf("%s not healthy after %v: %+v", name, wait, c.Status())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// checks are what every scenario asserts of its timeline.
+type checks struct {
+	timeout     time.Duration // the workload's per-command timeout
+	moved       bool          // traffic must reach the new endpoint
+	failback    bool          // and come back
+	maxSwitches int           // 0: no bound
+	// readsFrom limits the check on reads that never reached a server to
+	// commands started after it (while all endpoints are down, such reads
+	// have nowhere to go).
+	readsFrom time.Time
+}
+
+// verify asserts the scenario's promises on tl and logs the report.
+func verify(t *testing.T, tl *failovertest.Timeline, o failovertest.Outage, want checks) failovertest.Report {
+	t.Helper()
+	rep := tl.Analyze(o)
+	t.Logf("%s: %v (%d commands)", t.Name(), rep, len(tl.Records))
+	// No command hangs beyond its timeout (plus scheduling slack under -race).
+	limit := want.timeout + 250*time.Millisecond
+	for _, r := range tl.Records {
+		if r.Duration() > limit {
+			t.Errorf("%s took %v (timeout %v): %v", r.Step, r.Duration(), want.timeout, r.Err)
+			break
+		}
+	}
+	if want.moved && !rep.Moved {
+		t.Errorf("traffic never reached %s", o.To)
+	}
+	if want.failback && !rep.FailedBack {
+		t.Errorf("no failback to %s", o.From)
+	}
+	if want.maxSwitches > 0 && rep.Switches > want.maxSwitches {
+		t.Errorf("%d switches, want at most %d", rep.Switches, want.maxSwitches)
+	}
+	// Reads that never reached a server are retried, so none surfaces.
+	for _, r := range tl.Records {
+		if !r.Write && r.Err != nil && r.NotApplied && r.Start.After(want.readsFrom) {
+			t.Errorf("a read that never reached a server failed: %v", r.Err)
+			break
+		}
+	}
+	return rep
+}
+
+// outage runs the reference workload around fault and heal, and verifies.
+func outage(t *testing.T, c *geofailover.Client, from, to *region, fault, heal func(), want checks, w failovertest.Workload) failovertest.Report {
+	t.Helper()
+	if want.timeout == 0 {
+		want.timeout = 100 * time.Millisecond
+	}
+	w.Timeout = want.timeout
+	run := w.Start(c)
+	time.Sleep(200 * time.Millisecond)
+	at := time.Now()
+	fault()
+	if want.moved {
+		waitActive(t, c, to.name)
+	}
+	time.Sleep(300 * time.Millisecond)
+	var recovered time.Time
+	if heal != nil {
+		recovered = time.Now()
+		heal()
+		if want.failback {
+			waitActive(t, c, from.name)
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	tl := run.Stop()
+	return verify(t, tl, failovertest.Outage{From: from.name, To: to.name, At: at, Recovered: recovered}, want)
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestHardKill(t *testing.T) {
+	for _, name := range []string{"defaults", "quick"} {
+		t.Run(name, func(t *testing.T) {
+			var tune func(*geofailover.Options)
+			if name == "quick" {
+				tune = quick
+			}
+			rs, c := lab(t, []float64{1, 0.5}, false, tune)
+			rep := outage(t, c, rs[0], rs[1], rs[0].srv.Kill, func() { must(t, rs[0].srv.Restart()) },
+				checks{moved: true, failback: true, maxSwitches: 2}, failovertest.Workload{})
+			if rep.Errors.Reads > 0 {
+				t.Errorf("%d read errors on a hard kill; reads are replayed", rep.Errors.Reads)
+			}
+			if rep.Errors.Writes > 8 {
+				t.Errorf("%d write errors; at most the 8 in flight", rep.Errors.Writes)
+			}
+		})
+	}
+}
+
+func TestHang(t *testing.T) {
+	rs, c := lab(t, []float64{1, 0.5}, false, quick)
+	outage(t, c, rs[0], rs[1], func() { must(t, rs[0].srv.Pause()) }, func() { must(t, rs[0].srv.Resume()) },
+		checks{moved: true, failback: true, maxSwitches: 2}, failovertest.Workload{})
+}
+
+func TestBlackHole(t *testing.T) {
+	rs, c := lab(t, []float64{1, 0.5}, true, quick)
+	var hole *failovertest.Fault
+	outage(t, c, rs[0], rs[1], func() { hole = rs[0].proxy.BlackHole(failovertest.Both) }, func() { hole.Remove() },
+		checks{moved: true, failback: true, maxSwitches: 2}, failovertest.Workload{})
+}
+
+func TestLatency(t *testing.T) {
+	slow := func(o *geofailover.Options) {
+		quick(o)
+		o.SlowCallThreshold = 50 * time.Millisecond
+	}
+	t.Run("above threshold", func(t *testing.T) {
+		rs, c := lab(t, []float64{1, 0.5}, true, slow)
+		var lat *failovertest.Fault
+		outage(t, c, rs[0], rs[1], func() { lat = rs[0].proxy.Latency(80*time.Millisecond, 10*time.Millisecond, failovertest.Downstream) },
+			func() { lat.Remove() }, checks{timeout: 500 * time.Millisecond, moved: true, failback: true, maxSwitches: 2}, failovertest.Workload{})
+	})
+	t.Run("below threshold", func(t *testing.T) {
+		rs, c := lab(t, []float64{1, 0.5}, true, slow)
+		lat := rs[0].proxy.Latency(10*time.Millisecond, 5*time.Millisecond, failovertest.Downstream)
+		defer lat.Remove()
+		run := failovertest.Workload{Timeout: 500 * time.Millisecond}.Start(c)
+		time.Sleep(2 * time.Second)
+		tl := run.Stop()
+		rep := verify(t, tl, failovertest.Outage{From: "east", To: "east", At: tl.Start}, checks{timeout: 500 * time.Millisecond})
+		if rep.Switches != 0 || rep.Errors.Total() != 0 {
+			t.Errorf("latency under the threshold caused %d switches and %d errors", rep.Switches, rep.Errors.Total())
+		}
+	})
+}
+
+func TestResetStorm(t *testing.T) {
+	rs, c := lab(t, []float64{1, 0.5}, true, quick)
+	var rst *failovertest.Fault
+	outage(t, c, rs[0], rs[1], func() { rst = rs[0].proxy.ResetPeer(failovertest.Upstream) }, func() { rst.Remove() },
+		checks{moved: true, failback: true, maxSwitches: 2}, failovertest.Workload{})
+}
+
+// TestFlapping: the preferred endpoint goes down and up every 2 s for a
+// minute (10 in soak mode); switches stay bounded (SPEC §5: at most 6 a
+// minute), with default options.
+func TestFlapping(t *testing.T) {
+	d := time.Minute
+	if *soak {
+		d = 10 * time.Minute
+	}
+	rs, c := lab(t, []float64{1, 0.5}, true, nil)
+	run := failovertest.Workload{}.Start(c)
+	start := time.Now()
+	for time.Since(start) < d {
+		rs[0].proxy.Disable()
+		time.Sleep(2 * time.Second)
+		must(t, rs[0].proxy.Enable())
+		time.Sleep(2 * time.Second)
+	}
+	tl := run.Stop()
+	limit := 6 * int(d/time.Minute)
+	rep := verify(t, tl, failovertest.Outage{From: "east", To: "west", At: start}, checks{timeout: 100 * time.Millisecond, moved: true, maxSwitches: limit})
+	t.Logf("flapping for %v: %d switches", d, rep.Switches)
+}
+
+// TestAllDown: both endpoints die; commands fail fast (no hang) while none
+// is up; service comes back with the first one restarted, in either order,
+// and ends on the preferred one.
+func TestAllDown(t *testing.T) {
+	for _, order := range []string{"east first", "west first"} {
+		t.Run(order, func(t *testing.T) {
+			rs, c := lab(t, []float64{1, 0.5}, false, quick)
+			run := failovertest.Workload{}.Start(c)
+			time.Sleep(200 * time.Millisecond)
+			at := time.Now()
+			rs[0].srv.Kill()
+			rs[1].srv.Kill()
+			time.Sleep(time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			err := c.Ping(ctx).Err()
+			cancel()
+			if !errors.Is(err, geofailover.ErrNoHealthyEndpoint) {
+				t.Errorf("PING with all down = %v, want ErrNoHealthyEndpoint", err)
+			}
+			first, second := rs[0], rs[1]
+			if order == "west first" {
+				first, second = rs[1], rs[0]
+			}
+			back := time.Now()
+			must(t, first.srv.Restart())
+			waitActive(t, c, first.name)
+			time.Sleep(300 * time.Millisecond)
+			must(t, second.srv.Restart())
+			waitActive(t, c, "east")
+			time.Sleep(200 * time.Millisecond)
+			tl := run.Stop()
+			// Service resumes within 2 s of the first restart, and from the
+			// first success on, no read that never reached a server fails.
+			d, ok := tl.FirstSuccess(first.name, back)
+			verify(t, tl, failovertest.Outage{From: "east", To: first.name, At: at},
+				checks{timeout: 100 * time.Millisecond, moved: true, readsFrom: back.Add(d)})
+			if !ok || d > 2*time.Second {
+				t.Errorf("first success %v (ok %v) after %s came back; want <= 2 s", d, ok, first.name)
+			}
+		})
+	}
+}
+
+// TestPreferredDownAtStart: the client starts on the standby and fails
+// back once the preferred endpoint comes up.
+func TestPreferredDownAtStart(t *testing.T) {
+	east, west := failovertest.StartServer(t), failovertest.StartServer(t)
+	east.Kill()
+	c, err := geofailover.New(&geofailover.Options{Endpoints: []geofailover.Endpoint{
+		{Name: "east", Weight: 1, Options: &redis.Options{Addr: east.Addr}},
+		{Name: "west", Weight: 0.5, Options: &redis.Options{Addr: west.Addr}},
+	}, HealthCheckInterval: 200 * time.Millisecond, HealthCheckTimeout: 200 * time.Millisecond, GracePeriod: time.Second, FailbackDelay: 500 * time.Millisecond})
+	must(t, err)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	must(t, c.WaitReady(ctx))
+	if got := c.Active(); got != "west" {
+		t.Fatalf("started on %q with east down, want west", got)
+	}
+	run := failovertest.Workload{}.Start(c)
+	time.Sleep(200 * time.Millisecond)
+	recovered := time.Now()
+	must(t, east.Restart())
+	waitActive(t, c, "east")
+	time.Sleep(200 * time.Millisecond)
+	tl := run.Stop()
+	rep := verify(t, tl, failovertest.Outage{From: "east", To: "west", At: tl.Start, Recovered: recovered},
+		checks{timeout: 100 * time.Millisecond, moved: true, failback: true, maxSwitches: 1})
+	if rep.Errors.Total() != 0 {
+		t.Errorf("%d errors while starting on the standby and failing back", rep.Errors.Total())
+	}
+}
+
+// TestCascade: three endpoints; the first fails, then the second; they come
+// back in reverse order and traffic climbs back up.
+func TestCascade(t *testing.T) {
+	rs, c := lab(t, []float64{1, 0.6, 0.3}, false, quick)
+	run := failovertest.Workload{}.Start(c)
+	time.Sleep(200 * time.Millisecond)
+	at := time.Now()
+	rs[0].srv.Kill()
+	waitActive(t, c, "west")
+	time.Sleep(300 * time.Millisecond)
+	at2 := time.Now()
+	rs[1].srv.Kill()
+	waitActive(t, c, "south")
+	time.Sleep(300 * time.Millisecond)
+	back := time.Now()
+	must(t, rs[1].srv.Restart())
+	waitActive(t, c, "west")
+	time.Sleep(300 * time.Millisecond)
+	must(t, rs[0].srv.Restart())
+	waitActive(t, c, "east")
+	time.Sleep(200 * time.Millisecond)
+	tl := run.Stop()
+	verify(t, tl, failovertest.Outage{From: "east", To: "west", At: at, Recovered: back}, checks{timeout: 100 * time.Millisecond, moved: true, failback: true, maxSwitches: 4})
+	if _, ok := tl.FirstSuccess("south", at2); !ok {
+		t.Error("traffic never reached south")
+	}
+	if n := len(tl.Switches()); n != 4 {
+		t.Errorf("%d switches, want 4 (east->west->south->west->east)", n)
+	}
+	if errs := tl.Errors(at, time.Time{}); errs.Reads > 0 {
+		t.Errorf("%d read errors over the cascade", errs.Reads)
+	}
+}
+
+// TestThousandGoroutines: 1,000 goroutines issue commands through one
+// client while the preferred endpoint is killed; all of them move.
+func TestThousandGoroutines(t *testing.T) {
+	rs, c := lab(t, []float64{1, 0.5}, false, func(o *geofailover.Options) {
+		quick(o)
+		for i := range o.Endpoints {
+			o.Endpoints[i].Options.PoolSize = 100
+		}
+	})
+	rep := outage(t, c, rs[0], rs[1], rs[0].srv.Kill, func() { must(t, rs[0].srv.Restart()) },
+		checks{timeout: 2 * time.Second, moved: true, failback: true, maxSwitches: 2},
+		failovertest.Workload{Workers: 1000, Pause: 5 * time.Millisecond})
+	if !rep.AllWorkersMoved {
+		t.Error("not every one of the 1,000 workers succeeded on west")
+	}
+	if rep.Errors.Reads > 0 {
+		t.Errorf("%d read errors", rep.Errors.Reads)
+	}
+}
+
+// TestCloseDuringFailover: Close while a failover is under way returns
+// promptly; every later command fails with ErrClosed; nothing is left
+// running (goleak, for the package).
+func TestCloseDuringFailover(t *testing.T) {
+	rs, c := lab(t, []float64{1, 0.5}, false, quick)
+	run := failovertest.Workload{}.Start(c)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var subWG sync.WaitGroup
+	ps := c.Subscribe(ctx, "news")
+	subWG.Add(1)
+	go func() {
+		defer subWG.Done()
+		for range ps.Channel() {
+		}
+	}()
+	time.Sleep(200 * time.Millisecond)
+	rs[0].srv.Kill()
+	time.Sleep(2 * time.Millisecond) // mid-switch
+	start := time.Now()
+	must(t, c.Close())
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("Close took %v during a failover", d)
+	}
+	tl := run.Stop()
+	for _, r := range tl.Records {
+		if r.Start.After(start.Add(time.Since(start))) && !errors.Is(r.Err, geofailover.ErrClosed) {
+			t.Errorf("command after Close: %v", r.Err)
+			break
+		}
+	}
+	if err := c.Ping(context.Background()).Err(); !errors.Is(err, geofailover.ErrClosed) {
+		t.Errorf("PING after Close = %v", err)
+	}
+	ps.Close()
+	subWG.Wait()
+	t.Logf("Close during failover: %v", time.Since(start))
+}

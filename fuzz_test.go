@@ -1,0 +1,80 @@
+package geofailover
+
+import (
+	"bufio"
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+)
+
+// FuzzValidate: option validation never panics, and every error is a clear
+// "geofailover: ..." sentence that names what is wrong and never contains
+// the password of an endpoint URL.
+func FuzzValidate(f *testing.F) {
+	f.Add("east", "redis://user:s3cret@127.0.0.1:6379/0", 1.0, int64(time.Second), int64(time.Second), 2, 3, 0.2, int64(0))
+	f.Add("", "", 0.0, int64(-1), int64(0), -1, 0, 1.5, int64(-5))
+	f.Add("a", "rediss://:pw@[::1]:6380/15?dial_timeout=3s&pool_size=-1", 0.5, int64(0), int64(0), 0, 0, 0.0, int64(time.Millisecond))
+	f.Add("b", "http://x", 1e308, int64(1), int64(1), 1, 1, 1.0, int64(1))
+	f.Add("c", "redis://:secret%zz@host:99999/x", 1.0, int64(0), int64(0), 0, 0, 0.0, int64(0))
+	f.Fuzz(func(t *testing.T, name, url string, weight float64, interval, timeout int64, unhealthy, healthy int, ratio float64, grace int64) {
+		opts := &Options{
+			Endpoints:           []Endpoint{{Name: name, Weight: weight, URL: url}},
+			HealthCheckInterval: time.Duration(interval),
+			HealthCheckTimeout:  time.Duration(timeout),
+			UnhealthyAfter:      unhealthy,
+			HealthyAfter:        healthy,
+			BreakerFailureRatio: ratio,
+			GracePeriod:         time.Duration(grace),
+		}
+		cfg, err := validate(opts)
+		if err == nil {
+			if cfg == nil || cfg.HealthCheckInterval <= 0 || cfg.IsEndpointFailure == nil {
+				t.Fatalf("valid options gave an incomplete config: %+v", cfg)
+			}
+			return
+		}
+		msg := err.Error()
+		if !strings.HasPrefix(msg, "geofailover: ") || len(msg) < len("geofailover: ")+10 {
+			t.Fatalf("unclear error %q", msg)
+		}
+		if pw := password(url); len(pw) >= 4 && strings.Contains(msg, pw) {
+			t.Fatalf("error %q leaks the URL's password %q", msg, pw)
+		}
+	})
+}
+
+// password extracts what a URL carries between "user:" and "@" (roughly,
+// without parsing, since the URL may be malformed).
+func password(url string) string {
+	i := strings.Index(url, "://")
+	if i < 0 {
+		return ""
+	}
+	rest := url[i+3:]
+	at := strings.LastIndex(rest, "@")
+	if at < 0 {
+		return ""
+	}
+	userinfo := rest[:at]
+	if c := strings.Index(userinfo, ":"); c >= 0 {
+		return userinfo[c+1:]
+	}
+	return ""
+}
+
+// FuzzReadCommand: the Pub/Sub bridge's RESP parser never panics or
+// over-allocates on any input, and round-trips what go-redis writes.
+func FuzzReadCommand(f *testing.F) {
+	f.Add([]byte("*2\r\n$9\r\nsubscribe\r\n$4\r\nnews\r\n"))
+	f.Add([]byte("*1\r\n$4\r\nping\r\n"))
+	f.Add([]byte("*-1\r\n"))
+	f.Add([]byte("*3\r\n$3\r\nset\r\n$-5\r\n"))
+	f.Add([]byte("*99999999999\r\n"))
+	f.Add([]byte("$5\r\nhello\r\n"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		_, _ = readCommand(newReader(in))
+	})
+}
+
+func newReader(b []byte) *bufio.Reader { return bufio.NewReader(bytes.NewReader(b)) }
