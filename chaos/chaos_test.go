@@ -274,10 +274,15 @@ func TestFlapping(t *testing.T) {
 		must(t, rs[0].proxy.Enable())
 		time.Sleep(2 * time.Second)
 	}
+	// Once it stays up, traffic fails back (grace period and failback delay).
+	settled := time.Now()
+	waitActive(t, c, "east")
+	time.Sleep(200 * time.Millisecond)
 	tl := run.Stop()
 	limit := 6 * int(d/time.Minute)
-	rep := verify(t, tl, failovertest.Outage{From: "east", To: "west", At: start}, checks{timeout: 100 * time.Millisecond, moved: true, maxSwitches: limit})
-	t.Logf("flapping for %v: %d switches", d, rep.Switches)
+	rep := verify(t, tl, failovertest.Outage{From: "east", To: "west", At: start, Recovered: settled},
+		checks{timeout: 100 * time.Millisecond, moved: true, failback: true, maxSwitches: limit + 1})
+	t.Logf("flapping for %v: %d switches; failback %v after it stopped", d, rep.Switches, rep.Failback)
 }
 
 // TestAllDown: both endpoints die; commands fail fast (no hang) while none
