@@ -413,6 +413,7 @@ func (s *supervisor) switchTo(from, to *endpoint, now time.Time) {
 		log.Info("geofailover: switch", "from", fromName, "to", toName, "reason", reason, "detection", detection)
 	}
 	s.allDown = false
+	s.c.allDown.Store(false)
 }
 
 // enterAllDown publishes a route that fails commands fast with each
@@ -427,6 +428,10 @@ func (s *supervisor) enterAllDown(now time.Time) {
 		errs[e.name] = err
 	}
 	s.allDown = true
+	s.c.allDown.Store(true)
+	for _, e := range s.eps {
+		e.suspect() // re-check now, then at the faster all-down pace
+	}
 	s.c.publish(&route{err: &NoHealthyEndpointError{LastErrors: errs}, changed: make(chan struct{})})
 }
 
