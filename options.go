@@ -179,6 +179,13 @@ type config struct {
 
 // validate checks opts and returns a copy with the defaults filled in. Errors
 // name the offending field.
+// Validate checks opts as New does, without starting anything. Errors name
+// the field ("Options.Endpoints[1]: ...", "Options.GracePeriod ...").
+func Validate(opts *Options) error {
+	_, err := validate(opts)
+	return err
+}
+
 // MaxEndpoints is the most endpoints a Client can have at once.
 const MaxEndpoints = 250
 

@@ -1,0 +1,375 @@
+// Package config loads geofailover.Options from a YAML file, for the
+// geofailover command and for applications that want the same file format.
+//
+//	endpoints:
+//	  - name: eu-west
+//	    weight: 1
+//	    url: redis://:${EU_PASSWORD}@eu.example:6379/0
+//	  - name: us-east
+//	    weight: 0.5
+//	    url: rediss://us.example:6380/0
+//	health_check: echo          # ping (default) or echo
+//	health_check_interval: 1s
+//	grace_period: 10s
+//
+// Every scalar field of geofailover.Options has a snake_case key (durations
+// as "500ms", "10s"); an endpoint is a url, a cluster (addrs, username,
+// password) or a sentinel (master_name, sentinel_addrs, username, password,
+// db). ${NAME} in any value is replaced by the environment variable NAME;
+// values are never printed. Errors give the file, the line and the field.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"gopkg.in/yaml.v3"
+
+	"github.com/geofailover/geofailover"
+)
+
+// File is the YAML document.
+type File struct {
+	Endpoints []EndpointFile `yaml:"endpoints"`
+
+	HealthCheck         string   `yaml:"health_check"`
+	HealthCheckInterval Duration `yaml:"health_check_interval"`
+	HealthCheckTimeout  Duration `yaml:"health_check_timeout"`
+	UnhealthyAfter      int      `yaml:"unhealthy_after"`
+	HealthyAfter        int      `yaml:"healthy_after"`
+
+	BreakerWindow              Duration `yaml:"breaker_window"`
+	BreakerBucket              Duration `yaml:"breaker_bucket"`
+	BreakerMinFailures         int      `yaml:"breaker_min_failures"`
+	BreakerFailureRatio        float64  `yaml:"breaker_failure_ratio"`
+	DisableRatioTrip           bool     `yaml:"disable_ratio_trip"`
+	BreakerConsecutiveFailures int      `yaml:"breaker_consecutive_failures"`
+	DisableConsecutiveTrip     bool     `yaml:"disable_consecutive_trip"`
+	SlowCallThreshold          Duration `yaml:"slow_call_threshold"`
+	SlowCallRatio              float64  `yaml:"slow_call_ratio"`
+	SlowCallMinCalls           int      `yaml:"slow_call_min_calls"`
+	StallTimeout               Duration `yaml:"stall_timeout"`
+	DisableStallDetection      bool     `yaml:"disable_stall_detection"`
+
+	GracePeriod     Duration `yaml:"grace_period"`
+	GracePeriodMax  Duration `yaml:"grace_period_max"`
+	FailbackDelay   Duration `yaml:"failback_delay"`
+	DisableFailback bool     `yaml:"disable_failback"`
+	WaitWhenAllDown bool     `yaml:"wait_when_all_down"`
+	ReplayWrites    bool     `yaml:"replay_writes"`
+}
+
+// EndpointFile is one endpoint in the YAML document: set exactly one of
+// url, cluster and sentinel.
+type EndpointFile struct {
+	Name     string        `yaml:"name"`
+	Weight   float64       `yaml:"weight"`
+	URL      string        `yaml:"url"`
+	Cluster  *ClusterFile  `yaml:"cluster"`
+	Sentinel *SentinelFile `yaml:"sentinel"`
+}
+
+// ClusterFile is a Redis Cluster endpoint.
+type ClusterFile struct {
+	Addrs    []string `yaml:"addrs"`
+	Username string   `yaml:"username"`
+	Password string   `yaml:"password"`
+}
+
+// SentinelFile is a Sentinel-managed endpoint.
+type SentinelFile struct {
+	MasterName    string   `yaml:"master_name"`
+	SentinelAddrs []string `yaml:"sentinel_addrs"`
+	Username      string   `yaml:"username"`
+	Password      string   `yaml:"password"`
+	DB            int      `yaml:"db"`
+}
+
+// Duration is a time.Duration written as "500ms", "10s" or "1m".
+type Duration time.Duration
+
+// UnmarshalYAML parses a duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration (write e.g. 500ms, 10s, 1m)", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Load reads and parses the YAML file at path.
+func Load(path string) (*geofailover.Options, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse parses YAML data; name (a file name) prefixes error messages. The
+// result has passed geofailover.Validate.
+func Parse(name string, data []byte) (*geofailover.Options, error) {
+	fail := func(line int, format string, args ...any) error {
+		if line > 0 {
+			return fmt.Errorf("config: %s:%d: %s", name, line, fmt.Sprintf(format, args...))
+		}
+		return fmt.Errorf("config: %s: %s", name, fmt.Sprintf(format, args...))
+	}
+	yamlErr := func(err error) error {
+		if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
+			var line int
+			fmt.Sscan(m[1], &line)
+			return fail(line, "%s", m[2])
+		}
+		return fail(0, "%s", strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	var doc yaml.Node
+	if err := yaml.NewDecoder(bytes.NewReader(data)).Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, fail(0, "the file is empty: it must be a mapping with an endpoints list")
+		}
+		return nil, yamlErr(err)
+	}
+	if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+		return nil, fail(doc.Line, "the document must be a mapping with an endpoints list")
+	}
+	root := doc.Content[0]
+	if err := checkKeys(root, reflect.TypeOf(File{}), ""); err != nil {
+		var ke *keyError
+		if errors.As(err, &ke) {
+			return nil, fail(ke.line, "%s", ke.msg)
+		}
+		return nil, fail(0, "%v", err)
+	}
+	if err := expandEnv(root); err != nil {
+		var ke *keyError
+		errors.As(err, &ke)
+		return nil, fail(ke.line, "%s", ke.msg)
+	}
+	var f File
+	if err := root.Decode(&f); err != nil {
+		return nil, yamlErr(err)
+	}
+	opts, err := f.options()
+	if err != nil {
+		return nil, fail(lineOf(root, err), "%v", err)
+	}
+	if err := geofailover.Validate(opts); err != nil {
+		return nil, fail(lineOf(root, err), "%s", strings.TrimPrefix(err.Error(), "geofailover: "))
+	}
+	return opts, nil
+}
+
+// options converts the document.
+func (f *File) options() (*geofailover.Options, error) {
+	o := &geofailover.Options{
+		HealthCheckInterval:        time.Duration(f.HealthCheckInterval),
+		HealthCheckTimeout:         time.Duration(f.HealthCheckTimeout),
+		UnhealthyAfter:             f.UnhealthyAfter,
+		HealthyAfter:               f.HealthyAfter,
+		BreakerWindow:              time.Duration(f.BreakerWindow),
+		BreakerBucket:              time.Duration(f.BreakerBucket),
+		BreakerMinFailures:         f.BreakerMinFailures,
+		BreakerFailureRatio:        f.BreakerFailureRatio,
+		DisableRatioTrip:           f.DisableRatioTrip,
+		BreakerConsecutiveFailures: f.BreakerConsecutiveFailures,
+		DisableConsecutiveTrip:     f.DisableConsecutiveTrip,
+		SlowCallThreshold:          time.Duration(f.SlowCallThreshold),
+		SlowCallRatio:              f.SlowCallRatio,
+		SlowCallMinCalls:           f.SlowCallMinCalls,
+		StallTimeout:               time.Duration(f.StallTimeout),
+		DisableStallDetection:      f.DisableStallDetection,
+		GracePeriod:                time.Duration(f.GracePeriod),
+		GracePeriodMax:             time.Duration(f.GracePeriodMax),
+		FailbackDelay:              time.Duration(f.FailbackDelay),
+		DisableFailback:            f.DisableFailback,
+		WaitWhenAllDown:            f.WaitWhenAllDown,
+		ReplayWrites:               f.ReplayWrites,
+	}
+	switch strings.ToLower(f.HealthCheck) {
+	case "", "ping":
+	case "echo":
+		o.HealthCheck = geofailover.EchoCheck
+	default:
+		return nil, &fieldError{path: "health_check", msg: fmt.Sprintf("health_check must be ping or echo, not %q", f.HealthCheck)}
+	}
+	for i, e := range f.Endpoints {
+		ep := geofailover.Endpoint{Name: e.Name, Weight: e.Weight, URL: e.URL}
+		if e.Cluster != nil {
+			ep.ClusterOptions = &redis.ClusterOptions{Addrs: e.Cluster.Addrs, Username: e.Cluster.Username, Password: e.Cluster.Password}
+		}
+		if e.Sentinel != nil {
+			ep.FailoverOptions = &redis.FailoverOptions{MasterName: e.Sentinel.MasterName, SentinelAddrs: e.Sentinel.SentinelAddrs,
+				Username: e.Sentinel.Username, Password: e.Sentinel.Password, DB: e.Sentinel.DB}
+		}
+		if e.URL == "" && e.Cluster == nil && e.Sentinel == nil {
+			return nil, &fieldError{path: fmt.Sprintf("endpoints[%d]", i), msg: fmt.Sprintf("endpoints[%d] (%q) needs one of url, cluster, sentinel", i, e.Name)}
+		}
+		o.Endpoints = append(o.Endpoints, ep)
+	}
+	return o, nil
+}
+
+type fieldError struct{ path, msg string }
+
+func (e *fieldError) Error() string { return e.msg }
+
+type keyError struct {
+	line int
+	msg  string
+}
+
+func (e *keyError) Error() string { return e.msg }
+
+// checkKeys rejects keys that t (a struct) has no yaml tag for, recursively.
+func checkKeys(n *yaml.Node, t reflect.Type, path string) error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch {
+	case t.Kind() == reflect.Struct && t != reflect.TypeOf(Duration(0)):
+		if n.Kind != yaml.MappingNode {
+			if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+				return nil
+			}
+			return &keyError{n.Line, fmt.Sprintf("%s must be a mapping", orRoot(path))}
+		}
+		fields := map[string]reflect.Type{}
+		var known []string
+		for i := range t.NumField() {
+			tag := strings.Split(t.Field(i).Tag.Get("yaml"), ",")[0]
+			fields[tag] = t.Field(i).Type
+			known = append(known, tag)
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			ft, ok := fields[k.Value]
+			if !ok {
+				return &keyError{k.Line, fmt.Sprintf("unknown field %q in %s (known: %s)", k.Value, orRoot(path), strings.Join(known, ", "))}
+			}
+			if err := checkKeys(v, ft, join(path, k.Value)); err != nil {
+				return err
+			}
+		}
+	case t.Kind() == reflect.Slice && n.Kind == yaml.SequenceNode:
+		for i, c := range n.Content {
+			if err := checkKeys(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+func orRoot(path string) string {
+	if path == "" {
+		return "the top level"
+	}
+	return path
+}
+
+var yamlLineRE = regexp.MustCompile(`line (\d+): (.*)`)
+
+var envRE = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+
+// expandEnv replaces ${NAME} in every scalar with the environment variable
+// NAME; an unset variable is an error naming it (never its value).
+func expandEnv(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		var missing string
+		n.Value = envRE.ReplaceAllStringFunc(n.Value, func(m string) string {
+			name := envRE.FindStringSubmatch(m)[1]
+			v, ok := os.LookupEnv(name)
+			if !ok && missing == "" {
+				missing = name
+			}
+			return v
+		})
+		if missing != "" {
+			return &keyError{n.Line, fmt.Sprintf("environment variable %s is not set (used as ${%s})", missing, missing)}
+		}
+		return nil
+	}
+	for _, c := range n.Content {
+		if err := expandEnv(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+var (
+	endpointRE = regexp.MustCompile(`Endpoints\[(\d+)\]`)
+	optionRE   = regexp.MustCompile(`Options\.([A-Za-z]+)`)
+)
+
+// lineOf finds the line of the field an error names: an endpoint
+// ("Options.Endpoints[1]", "endpoints[1]"), an option ("Options.GracePeriod")
+// or a key path; 0 if none.
+func lineOf(root *yaml.Node, err error) int {
+	var fe *fieldError
+	msg := err.Error()
+	if errors.As(err, &fe) {
+		msg = fe.path
+	}
+	if m := endpointRE.FindStringSubmatch(strings.Replace(msg, "endpoints[", "Endpoints[", 1)); m != nil {
+		if eps := value(root, "endpoints"); eps != nil && eps.Kind == yaml.SequenceNode {
+			var i int
+			fmt.Sscan(m[1], &i)
+			if i < len(eps.Content) {
+				return eps.Content[i].Line
+			}
+		}
+	}
+	if m := optionRE.FindStringSubmatch(msg); m != nil {
+		if k := key(root, yamlKey(m[1])); k != nil {
+			return k.Line
+		}
+	}
+	if k := key(root, msg); k != nil {
+		return k.Line
+	}
+	return 0
+}
+
+// yamlKey maps an Options field name to its YAML key.
+func yamlKey(field string) string {
+	if f, ok := reflect.TypeOf(File{}).FieldByName(field); ok {
+		return strings.Split(f.Tag.Get("yaml"), ",")[0]
+	}
+	return ""
+}
+
+func key(m *yaml.Node, k string) *yaml.Node {
+	for i := 0; m.Kind == yaml.MappingNode && i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == k {
+			return m.Content[i]
+		}
+	}
+	return nil
+}
+
+func value(m *yaml.Node, k string) *yaml.Node {
+	for i := 0; m.Kind == yaml.MappingNode && i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == k {
+			return m.Content[i+1]
+		}
+	}
+	return nil
+}

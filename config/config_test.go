@@ -1,0 +1,107 @@
+package config_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/geofailover/geofailover/config"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestParseGood(t *testing.T) {
+	t.Setenv("EU_PASSWORD", "s3cret")
+	opts, err := config.Parse("good.yaml", []byte(`
+endpoints:
+  - name: eu-west
+    weight: 1
+    url: redis://:${EU_PASSWORD}@127.0.0.1:6379/0
+  - name: us-east
+    weight: 0.5
+    sentinel:
+      master_name: mymaster
+      sentinel_addrs: [127.0.0.1:26379]
+  - name: ap-south
+    weight: 0.25
+    cluster:
+      addrs: [127.0.0.1:7000, 127.0.0.1:7001]
+health_check: echo
+health_check_interval: 500ms
+grace_period: 20s
+failback_delay: 1m
+replay_writes: true
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(opts.Endpoints) != 3 || opts.Endpoints[0].URL != "redis://:s3cret@127.0.0.1:6379/0" ||
+		opts.Endpoints[1].FailoverOptions.MasterName != "mymaster" || len(opts.Endpoints[2].ClusterOptions.Addrs) != 2 {
+		t.Errorf("endpoints %+v", opts.Endpoints)
+	}
+	if opts.HealthCheckInterval != 500*time.Millisecond || opts.GracePeriod != 20*time.Second ||
+		opts.FailbackDelay != time.Minute || !opts.ReplayWrites || opts.HealthCheck == nil {
+		t.Errorf("options %+v", opts)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	t.Setenv("SECRET", "hunter2hunter2")
+	for _, tc := range []struct {
+		name, yaml, want string
+	}{
+		{"not yaml", "endpoints: [", "bad.yaml"},
+		{"empty", "", "must be a mapping"},
+		{"unknown top-level field", "endpoints:\n  - {name: a, weight: 1, url: redis://h:1}\nhealth_chek_interval: 1s\n", `bad.yaml:3: unknown field "health_chek_interval" in the top level`},
+		{"unknown endpoint field", "endpoints:\n  - name: a\n    weigth: 1\n", `bad.yaml:3: unknown field "weigth" in endpoints[0] (known: name, weight, url, cluster, sentinel)`},
+		{"bad duration", "endpoints:\n  - {name: a, weight: 1, url: redis://h:1}\ngrace_period: ten seconds\n", `bad.yaml:3: "ten seconds" is not a duration`},
+		{"bad number", "endpoints:\n  - name: a\n    weight: heavy\n    url: redis://h:1\n", "bad.yaml:3: cannot unmarshal !!str `heavy` into float64"},
+		{"zero weight", "endpoints:\n  - name: a\n    url: redis://h:1\n  - name: b\n    weight: 0\n    url: redis://h:2\n", `bad.yaml:2: Options.Endpoints[0]: endpoint "a": Weight must be a finite number > 0`},
+		{"no target", "endpoints:\n  - name: a\n    weight: 1\n", `bad.yaml:2: endpoints[0] ("a") needs one of url, cluster, sentinel`},
+		{"negative option", "endpoints:\n  - {name: a, weight: 1, url: redis://h:1}\nunhealthy_after: -1\n", "bad.yaml:3: Options.UnhealthyAfter is negative"},
+		{"bad health check", "endpoints:\n  - {name: a, weight: 1, url: redis://h:1}\nhealth_check: curl\n", `bad.yaml:3: health_check must be ping or echo, not "curl"`},
+		{"unset env", "endpoints:\n  - name: a\n    weight: 1\n    url: redis://:${NOPE_NOT_SET}@h:1\n", "bad.yaml:4: environment variable NOPE_NOT_SET is not set"},
+		{"bad url keeps secret", "endpoints:\n  - name: a\n    weight: 1\n    url: redis://:${SECRET}@h:99999999/x\n", "bad.yaml:2: Options.Endpoints[0]"},
+		{"no endpoints", "grace_period: 1s\n", "Endpoints is empty"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := config.Parse("bad.yaml", []byte(tc.yaml))
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q lacks %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("error %q shows a secret", err)
+			}
+		})
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	if _, err := config.Load(t.TempDir() + "/nope.yaml"); err == nil || !strings.Contains(err.Error(), "nope.yaml") {
+		t.Errorf("Load of a missing file: %v", err)
+	}
+}
+
+// FuzzParse: any input gives options or a "config: ..." error, never a
+// panic.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte("endpoints:\n  - {name: a, weight: 1, url: redis://h:1}\n"))
+	f.Add([]byte("endpoints:\n  - name: a\n    cluster: {addrs: [x]}\n    weight: 2\ngrace_period: 1s\n"))
+	f.Add([]byte("endpoints: [{name: ${X}}]\n"))
+	f.Add([]byte("- a\n- b\n"))
+	f.Add([]byte("endpoints:\n  - &a {name: a}\n  - *a\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		opts, err := config.Parse("fuzz.yaml", data)
+		if err == nil && opts == nil {
+			t.Fatal("nil options without an error")
+		}
+		if err != nil && !strings.HasPrefix(err.Error(), "config: fuzz.yaml") {
+			t.Fatalf("unclear error %q", err)
+		}
+	})
+}
