@@ -35,6 +35,9 @@ type Workload struct {
 	Timeout time.Duration // per command; default 100 ms
 	Pause   time.Duration // between rounds; default 1 ms (negative: none)
 	Steps   []Step        // each round's commands; default SET then GET
+	// OnRecord, if set, is called with every record as it is made, from the
+	// worker goroutines (concurrently): for live views.
+	OnRecord func(Record)
 }
 
 // SetGet is the default round: SET wl:<worker> <round>, then GET it.
@@ -133,11 +136,15 @@ func (r *Run) worker(id int) {
 			err := s.Do(ctx, r.c, id, n)
 			end := time.Now()
 			cancel()
-			local = append(local, Record{
+			rec := Record{
 				Worker: id, Step: s.Name, Write: s.Write, Start: start, End: end,
 				Endpoint: tr.Endpoint, Attempts: tr.Attempts, Err: err,
 				NotApplied: err != nil && geofailover.NotApplied(err),
-			})
+			}
+			if r.w.OnRecord != nil {
+				r.w.OnRecord(rec)
+			}
+			local = append(local, rec)
 			if len(local) == cap(local) {
 				flush()
 			}

@@ -1,0 +1,203 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/xml"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
+
+	"github.com/geofailover/geofailover/failovertest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	code = run(ctx, args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+// checkReport parses the report as XML (it is written as well-formed
+// XHTML) and checks the chart and the events are in it.
+func checkReport(t *testing.T, path string, want ...string) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := xml.NewDecoder(bytes.NewReader(data))
+	dec.Strict = true
+	dec.Entity = xml.HTMLEntity
+	svgs := 0
+	for {
+		tok, err := dec.Token()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("report is not well-formed: %v", err)
+		}
+		if se, ok := tok.(xml.StartElement); ok && se.Name.Local == "svg" {
+			svgs++
+		}
+	}
+	if svgs != 1 {
+		t.Errorf("report has %d svg elements, want 1", svgs)
+	}
+	for _, w := range want {
+		if !bytes.Contains(data, []byte(w)) {
+			t.Errorf("report lacks %q", w)
+		}
+	}
+	if bytes.Contains(data, []byte("<script")) || bytes.Contains(data, []byte("http://cdn")) {
+		t.Error("report is not self-contained")
+	}
+}
+
+func TestDemoQuick(t *testing.T) {
+	for _, mode := range []string{"redis-server", "in-process"} {
+		t.Run(mode, func(t *testing.T) {
+			if mode == "redis-server" {
+				if _, err := failovertest.Binary(); err != nil && os.Getenv("CI") != "true" {
+					t.Skip(err)
+				}
+			}
+			report := filepath.Join(t.TempDir(), "report.html")
+			args := []string{"demo", "--quick", "--report", report}
+			if mode == "in-process" {
+				args = append(args, "--in-process")
+			}
+			code, out, errOut := runCLI(t, args...)
+			if code != 0 {
+				t.Fatalf("demo exited %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+			}
+			for _, w := range []string{"summary:", "eu-west -> us-east", "switch eu-west -> us-east", "switch us-east -> eu-west (failback)", "report: " + report} {
+				if !strings.Contains(out, w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+			if mode == "redis-server" && !strings.Contains(out, "started redis-server") {
+				t.Errorf("did not use redis-server:\n%s", out)
+			}
+			checkReport(t, report, "failover eu-west→us-east", "failback us-east→eu-west", "take eu-west down", "Summary")
+			// No server is left running.
+			for _, addr := range regexp.MustCompile(`127\.0\.0\.1:\d+`).FindAllString(out, -1) {
+				if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
+					c.Close()
+					t.Errorf("%s still accepts connections after the demo", addr)
+				}
+			}
+		})
+	}
+}
+
+func TestProbe(t *testing.T) {
+	east, west := failovertest.StartServer(t), failovertest.StartServer(t)
+	code, out, errOut := runCLI(t, "probe", "--pings", "3", "redis://"+east.Addr, "redis://"+west.Addr)
+	if code != 0 || !strings.Contains(out, east.Version) || strings.Count(out, "master") != 2 {
+		t.Fatalf("probe of two healthy servers: exit %d\n%s%s", code, out, errOut)
+	}
+	west.Kill()
+	if code, out, _ := runCLI(t, "probe", "redis://"+east.Addr, "redis://"+west.Addr); code != 0 || !strings.Contains(out, "connection refused") {
+		t.Fatalf("probe with the standby down: exit %d\n%s", code, out)
+	}
+	code, out, errOut = runCLI(t, "probe", "redis://"+west.Addr, "redis://"+east.Addr)
+	if code != 1 || !strings.Contains(errOut, "highest-weight endpoint") {
+		t.Fatalf("probe with the preferred endpoint down: exit %d\n%s%s", code, out, errOut)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("endpoints:\n  - name: a\n    wieght: 1\n"), 0o644)
+	code, _, errOut := runCLI(t, "probe", "--config", bad)
+	if code != 2 || !strings.Contains(errOut, "bad.yaml:3: unknown field \"wieght\"") {
+		t.Errorf("bad config: exit %d, %s", code, errOut)
+	}
+	code, _, errOut = runCLI(t, "probe", "--config", filepath.Join(dir, "missing.yaml"))
+	if code != 2 || !strings.Contains(errOut, "missing.yaml") {
+		t.Errorf("missing config: exit %d, %s", code, errOut)
+	}
+}
+
+func TestUsage(t *testing.T) {
+	if code, _, errOut := runCLI(t); code != 2 || !strings.Contains(errOut, "Usage:") {
+		t.Errorf("no command: exit %d %s", code, errOut)
+	}
+	if code, _, errOut := runCLI(t, "dmeo"); code != 2 || !strings.Contains(errOut, `unknown command "dmeo"`) {
+		t.Errorf("unknown command: exit %d %s", code, errOut)
+	}
+	for _, cmd := range []string{"demo", "probe", "drill"} {
+		if code, _, errOut := runCLI(t, cmd, "--help"); code != 0 || !strings.Contains(errOut, "Examples:") {
+			t.Errorf("%s --help: exit %d %s", cmd, code, errOut)
+		}
+	}
+	if code, _, errOut := runCLI(t, "probe"); code != 2 || !strings.Contains(errOut, "no endpoints") {
+		t.Errorf("probe without endpoints: exit %d %s", code, errOut)
+	}
+	if code, _, errOut := runCLI(t, "drill", "--fault", "flood", "redis://a:1", "redis://b:2"); code != 2 || !strings.Contains(errOut, "--fault") {
+		t.Errorf("drill with a bad fault: exit %d %s", code, errOut)
+	}
+}
+
+func TestDrill(t *testing.T) {
+	for _, fault := range []string{"blackhole", "refuse"} {
+		t.Run(fault, func(t *testing.T) {
+			east, west := failovertest.StartServer(t), failovertest.StartServer(t)
+			dir := t.TempDir()
+			cfg := filepath.Join(dir, "drill.yaml")
+			os.WriteFile(cfg, []byte(`endpoints:
+  - name: east
+    weight: 1
+    url: redis://`+east.Addr+`/0
+  - name: west
+    weight: 0.5
+    url: redis://`+west.Addr+`/0
+health_check_interval: 100ms
+health_check_timeout: 100ms
+grace_period: 500ms
+failback_delay: 300ms
+`), 0o644)
+			// A key outside the prefix must survive the drill.
+			ctx := context.Background()
+			ec := redis.NewClient(&redis.Options{Addr: east.Addr})
+			defer ec.Close()
+			ec.Set(ctx, "app:keep", "1", 0)
+			report := filepath.Join(dir, "drill.html")
+			code, out, errOut := runCLI(t, "drill", "--config", cfg, "--fault", fault, "--outage", "1s", "--warm", "500ms", "--report", report)
+			if code != 0 {
+				t.Fatalf("drill exited %d\n%s\n%s", code, out, errOut)
+			}
+			if !strings.Contains(out, "east -> west") || !strings.Contains(out, "switch west -> east (failback)") {
+				t.Errorf("output:\n%s", out)
+			}
+			checkReport(t, report, "failover east→west", "failback west→east")
+			for _, s := range []*failovertest.Server{east, west} {
+				c := redis.NewClient(&redis.Options{Addr: s.Addr})
+				keys, err := c.Keys(ctx, "geofailover:drill:*").Result()
+				c.Close()
+				if err != nil || len(keys) != 0 {
+					t.Errorf("%s: drill keys left: %v %v", s.Addr, keys, err)
+				}
+			}
+			if v, _ := ec.Get(ctx, "app:keep").Result(); v != "1" {
+				t.Error("the drill touched a key outside its prefix")
+			}
+		})
+	}
+}
