@@ -239,7 +239,8 @@ func (s *Server) start() error {
 	return fmt.Errorf("redis-server on port %d did not answer within 5s", s.Port)
 }
 
-// ping sends PING over a raw connection and expects +PONG.
+// ping sends PING over a raw connection and expects +PONG (or -NOAUTH from
+// a server started with --requirepass).
 func ping(addr string) error {
 	conn, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
 	if err != nil {
@@ -254,7 +255,7 @@ func ping(addr string) error {
 	if err != nil {
 		return err
 	}
-	if !strings.HasPrefix(line, "+PONG") {
+	if !strings.HasPrefix(line, "+PONG") && !strings.HasPrefix(line, "-NOAUTH") { // NOAUTH: up, with requirepass
 		return fmt.Errorf("unexpected reply %q", line)
 	}
 	return nil

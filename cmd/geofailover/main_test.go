@@ -201,3 +201,38 @@ failback_delay: 300ms
 		})
 	}
 }
+
+// TestDemoInterrupted: Ctrl-C (a cancelled context) mid-demo exits 130 and
+// leaves no server running.
+func TestDemoInterrupted(t *testing.T) {
+	var out, errb bytes.Buffer
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	time.AfterFunc(700*time.Millisecond, cancel) // as signal.NotifyContext does on Ctrl-C
+	code := run(ctx, []string{"demo", "--quick", "--report", filepath.Join(t.TempDir(), "r.html")}, &out, &errb)
+	if code != 130 || !strings.Contains(errb.String(), "interrupted") {
+		t.Fatalf("interrupted demo: exit %d\n%s\n%s", code, out.String(), errb.String())
+	}
+	addrs := regexp.MustCompile(`127\.0\.0\.1:\d+`).FindAllString(out.String(), -1)
+	if len(addrs) != 3 {
+		t.Fatalf("found %d server addresses in the output:\n%s", len(addrs), out.String())
+	}
+	for _, addr := range addrs {
+		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
+			c.Close()
+			t.Errorf("%s still accepts connections after Ctrl-C", addr)
+		}
+	}
+}
+
+func TestProbeAuth(t *testing.T) {
+	s := failovertest.StartServer(t, failovertest.WithArgs("--requirepass", "sesame"))
+	code, out, _ := runCLI(t, "probe", "redis://"+s.Addr)
+	if code != 1 || !strings.Contains(out, "NOAUTH") {
+		t.Errorf("probe without the password: exit %d\n%s", code, out)
+	}
+	code, out, _ = runCLI(t, "probe", "redis://:sesame@"+s.Addr)
+	if code != 0 || strings.Contains(out, "sesame") {
+		t.Errorf("probe with the password: exit %d (and the password must not be printed)\n%s", code, out)
+	}
+}
