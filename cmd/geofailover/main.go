@@ -4,6 +4,7 @@
 //	geofailover demo  [--quick] [--in-process] [--report FILE]
 //	geofailover probe [--config FILE] [--pings N] [URL ...]
 //	geofailover drill [--config FILE] [--fault blackhole|refuse] [--outage D] [--prefix P] [--report FILE] [URL ...]
+//	geofailover bench [--runs N] [--faults kill,stop,blackhole,latency] [--traffic idle,load] [--quick]
 //
 // Run "geofailover help" or "geofailover COMMAND --help" for details.
 package main
@@ -27,6 +28,7 @@ Usage:
   geofailover demo  [flags]          fail a local region over and back, live, with an HTML report
   geofailover probe [flags] [URL...] check each endpoint once and print a table
   geofailover drill [flags] [URL...] rehearse losing your preferred endpoint, safely, with a report
+  geofailover bench [flags]          measure failover and failback on local servers (JSON, Markdown)
 
 Examples:
   geofailover demo                         # three local servers, about 30 s
@@ -62,6 +64,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = probeCmd(ctx, args[1:], stdout, stderr)
 	case "drill":
 		err = drillCmd(ctx, args[1:], stdout, stderr)
+	case "bench":
+		err = benchCmd(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help", "-help":
 		fmt.Fprint(stdout, usage)
 		return 0

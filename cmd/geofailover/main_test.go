@@ -236,3 +236,28 @@ func TestProbeAuth(t *testing.T) {
 		t.Errorf("probe with the password: exit %d (and the password must not be printed)\n%s", code, out)
 	}
 }
+
+// TestBench runs the failover benchmark briefly, to keep it working (it is
+// not a timed test).
+func TestBench(t *testing.T) {
+	if _, err := failovertest.Binary(); err != nil && os.Getenv("CI") != "true" {
+		t.Skip(err)
+	}
+	dir := t.TempDir()
+	code, out, errOut := runCLI(t, "bench", "--runs", "1", "--faults", "kill,blackhole", "--traffic", "idle,load", "--quick",
+		"--json", filepath.Join(dir, "b.json"), "--markdown", filepath.Join(dir, "b.md"))
+	if code != 0 {
+		t.Fatalf("bench exited %d\n%s\n%s", code, out, errOut)
+	}
+	md, err := os.ReadFile(filepath.Join(dir, "b.md"))
+	if err != nil || !strings.Contains(string(md), "| kill | load |") || !strings.Contains(string(md), "| blackhole | idle |") {
+		t.Fatalf("markdown:\n%s (%v)", md, err)
+	}
+	js, err := os.ReadFile(filepath.Join(dir, "b.json"))
+	if err != nil || !strings.Contains(string(js), `"switched": true`) {
+		t.Fatalf("json:\n%s (%v)", js, err)
+	}
+	if code, _, errOut := runCLI(t, "bench", "--faults", "meteor"); code != 2 || !strings.Contains(errOut, "unknown fault") {
+		t.Errorf("bad fault: exit %d %s", code, errOut)
+	}
+}
