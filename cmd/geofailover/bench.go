@@ -66,7 +66,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usageError("--runs must be at least 1")
 	}
 	for _, f := range split(*faults) {
-		if !strings.Contains("kill stop blackhole latency", f) {
+		if f != "kill" && f != "stop" && f != "blackhole" && f != "latency" {
 			return usageError("unknown fault %q (kill, stop, blackhole, latency)", f)
 		}
 	}
