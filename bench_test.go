@@ -2,7 +2,13 @@ package geofailover_test
 
 import (
 	"context"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -138,3 +144,88 @@ func BenchmarkRedis(b *testing.B) {
 // benchKey is a variable, as keys are in applications: a constant key would
 // let the compiler skip boxing it on one path and not the other.
 var benchKey = string([]byte("key"))
+
+// BenchmarkScale: one client with 50 endpoints and 10,000 goroutines. It
+// reports the heap per endpoint, the process CPU while idle (health checks
+// only, 50 endpoints), and the time to switch under the 10,000 goroutines
+// when the preferred endpoint is SIGKILLed. Run with -benchtime=1x.
+func BenchmarkScale(b *testing.B) {
+	const endpoints, goroutines = 50, 10000
+	for b.Loop() {
+		preferred, rest := failovertest.StartServer(b), failovertest.StartServer(b)
+		ctx := context.Background()
+		eps := []geofailover.Endpoint{{Name: "e0", Weight: 100, Options: &redis.Options{Addr: preferred.Addr, PoolSize: 200}}}
+		for i := 1; i < endpoints; i++ {
+			eps = append(eps, geofailover.Endpoint{Name: fmt.Sprintf("e%d", i), Weight: float64(100 - i), Options: &redis.Options{Addr: rest.Addr, PoolSize: 200}})
+		}
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		c, err := geofailover.New(&geofailover.Options{Endpoints: eps})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := c.WaitReady(ctx); err != nil {
+			b.Fatal(err)
+		}
+		time.Sleep(2 * time.Second) // every endpoint checked, pools warm
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/endpoints, "heap-B/endpoint")
+
+		cpu0, wall0 := cpuTime(), time.Now()
+		time.Sleep(5 * time.Second)
+		b.ReportMetric(100*float64(cpuTime()-cpu0)/float64(time.Since(wall0)), "idle-cpu-%")
+
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		var okAfter atomic.Int64
+		var killed atomic.Int64 // UnixNano of the kill
+		for g := range goroutines {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				key := fmt.Sprintf("k%d", g%100)
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					cctx, cancel := context.WithTimeout(ctx, time.Second)
+					err := c.Get(cctx, key).Err()
+					cancel()
+					if (err == nil || err == redis.Nil) && killed.Load() != 0 {
+						okAfter.CompareAndSwap(0, time.Now().UnixNano())
+					}
+					time.Sleep(10 * time.Millisecond)
+				}
+			}()
+		}
+		time.Sleep(time.Second)
+		killed.Store(time.Now().UnixNano())
+		start := time.Now()
+		preferred.Kill()
+		for c.Active() == "e0" {
+			if time.Since(start) > 30*time.Second {
+				b.Fatal("no switch within 30 s")
+			}
+			time.Sleep(time.Millisecond)
+		}
+		b.ReportMetric(float64(time.Since(start).Microseconds())/1000, "switch-ms")
+		time.Sleep(500 * time.Millisecond)
+		close(stop)
+		wg.Wait()
+		if t := okAfter.Load(); t != 0 {
+			b.ReportMetric(float64(t-killed.Load())/1e6, "first-success-ms")
+		}
+		c.Close()
+	}
+}
+
+// cpuTime is the process's user+system CPU time.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
