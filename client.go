@@ -254,8 +254,9 @@ func (c *Client) runChecker(ctx context.Context, e *endpoint) {
 			return
 		}
 		next := c.cfg.HealthCheckInterval
-		if c.allDown.Load() {
-			// Nothing is serving: look for a survivor four times as often.
+		if err != nil || c.allDown.Load() {
+			// Confirm a failure quickly (hysteresis still counts checks),
+			// and while nothing is serving, look for a survivor often.
 			next = max(next/4, 10*time.Millisecond)
 		}
 		timer.Reset(next)

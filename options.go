@@ -39,9 +39,10 @@ type Options struct {
 	Endpoints []Endpoint
 
 	// HealthCheckInterval is the time between two health checks of one
-	// endpoint. Default 1 s. While every endpoint is down, checks run four
-	// times as often; a failed command or a broken Pub/Sub connection asks
-	// for one at once (at most one per tenth of the interval).
+	// endpoint. Default 1 s. After a failed check, and while every endpoint
+	// is down, the next check comes after a quarter of it; a failed command
+	// or a broken Pub/Sub connection asks for one at once (at most one per
+	// tenth of the interval).
 	HealthCheckInterval time.Duration
 	// HealthCheckTimeout bounds one health check. It is also the dial timeout
 	// of member clients we build whose options leave DialTimeout at zero.
