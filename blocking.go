@@ -103,6 +103,6 @@ func (c *Client) attemptBlocking(ctx context.Context, e *endpoint, cmd redis.Cmd
 		cmd.SetErr(err)
 		return err
 	}
-	c.record(ctx, e, err, time.Time{}, false)
+	c.record(ctx, e, err, time.Time{}, false, true)
 	return err
 }

@@ -451,7 +451,7 @@ func (c *Client) RemoveEndpoint(name string) error {
 		go func() {
 			defer c.wg.Done()
 			deadline := time.Now().Add(time.Second)
-			for gone.live.inflight.Load() > 0 && time.Now().Before(deadline) {
+			for gone.live.inflight() > 0 && time.Now().Before(deadline) {
 				time.Sleep(5 * time.Millisecond)
 			}
 			gone.close()

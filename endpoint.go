@@ -37,6 +37,7 @@ type endpoint struct {
 	epoch atomic.Uint64
 
 	// supervisor state
+	seen         drained // totals already folded into window
 	weight       float64
 	health       Health
 	passes       int // consecutive passed checks
@@ -59,16 +60,33 @@ type endpoint struct {
 	stopChecker context.CancelFunc
 }
 
-// liveStats are the counters the command path updates. The supervisor drains
-// successes, failures and slow into the window (Swap(0)) on every wake-up.
+// liveStats are the counters the command path updates. They only grow
+// (except consecutive); the supervisor derives what happened since its last
+// look from the totals (see supervisor.drain). A successful non-blocking
+// call costs two atomic adds: started and completed.
 type liveStats struct {
-	inflight    atomic.Int64 // non-blocking commands outstanding
-	successes   atomic.Uint64
-	failures    atomic.Uint64
-	slow        atomic.Uint64
+	started    atomic.Uint64 // non-blocking calls begun
+	completed  atomic.Uint64 // non-blocking calls ended, whatever the outcome
+	failedNB   atomic.Uint64 // non-blocking calls that failed (counted before completed)
+	neutralNB  atomic.Uint64 // non-blocking outcomes that count neither way (counted before completed)
+	blockingOK atomic.Uint64 // blocking calls that succeeded
+	failedB    atomic.Uint64 // blocking calls that failed
+	slow       atomic.Uint64
+
 	consecutive atomic.Int64
 	runStart    atomic.Int64 // UnixNano of the first failure of the current run
 	lastErr     atomic.Pointer[errBox]
+}
+
+// inflight is the number of non-blocking calls outstanding.
+func (s *liveStats) inflight() int64 {
+	done := s.completed.Load()
+	return int64(s.started.Load() - done)
+}
+
+// drained is what the supervisor has already folded into the window.
+type drained struct {
+	successes, failures, slow uint64
 }
 
 type errBox struct{ err error }

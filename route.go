@@ -122,7 +122,7 @@ func (c *Client) begin(e *endpoint, blocking bool) (start time.Time) {
 	if blocking {
 		return start
 	}
-	e.live.inflight.Add(1)
+	e.live.started.Add(1)
 	if c.cfg.SlowCallThreshold > 0 {
 		start = time.Now()
 	}
@@ -132,10 +132,10 @@ func (c *Client) begin(e *endpoint, blocking bool) (start time.Time) {
 // end closes what begin opened and records the outcome against e (and in
 // the caller's Trace, if any).
 func (c *Client) end(ctx context.Context, e *endpoint, blocking bool, start time.Time, err error, retry bool) {
+	c.record(ctx, e, err, start, retry, blocking)
 	if !blocking {
-		e.live.inflight.Add(-1)
+		e.live.completed.Add(1) // after the outcome's own counter (see supervisor.drain)
 	}
-	c.record(ctx, e, err, start, retry)
 	if tracing.Load() {
 		traceAttempt(ctx, e, err)
 	}
@@ -195,13 +195,21 @@ func (c *Client) attemptPipeline(ctx context.Context, e *endpoint, cmds []redis.
 
 // record counts one outcome against e. The supervisor folds the counters
 // into e's window; a failure wakes it at once.
-func (c *Client) record(ctx context.Context, e *endpoint, err error, start time.Time, retry bool) {
+//
+// For a non-blocking call a success is implied (completed minus the rest),
+// so the success path adds nothing here; the caller counts the completion.
+func (c *Client) record(ctx context.Context, e *endpoint, err error, start time.Time, retry, blocking bool) {
 	s := &e.live
 	if err == nil || !c.cfg.IsEndpointFailure(err) {
 		if err != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+			if !blocking {
+				s.neutralNB.Add(1)
+			}
 			return // the caller gave up: says nothing about e
 		}
-		s.successes.Add(1)
+		if blocking {
+			s.blockingOK.Add(1)
+		}
 		if s.consecutive.Load() != 0 {
 			s.consecutive.Store(0)
 		}
@@ -215,11 +223,18 @@ func (c *Client) record(ctx context.Context, e *endpoint, err error, start time.
 		if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
 			// The caller's deadline ran out during a retry: the time was
 			// spent on the endpoint that failed first, not on e.
+			if !blocking {
+				s.neutralNB.Add(1)
+			}
 			return
 		}
 	}
 	now := time.Now()
-	s.failures.Add(1)
+	if blocking {
+		s.failedB.Add(1)
+	} else {
+		s.failedNB.Add(1)
+	}
 	if s.consecutive.Add(1) == 1 {
 		s.runStart.Store(now.UnixNano())
 		e.suspect()

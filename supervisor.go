@@ -121,17 +121,37 @@ func (s *supervisor) step(now time.Time) {
 	}
 }
 
+// drain returns the outcomes recorded on e since the last drain. The
+// command path counts a non-blocking call's failure (or neutral outcome)
+// before its completion, and drain reads completions first, so a call in
+// between can only make successes look one lower for a moment: such a
+// shortfall is not folded in, and shows up on a later drain.
+func (e *endpoint) drain() window.Counts {
+	s := &e.live
+	completed := s.completed.Load()
+	failedNB, neutral := s.failedNB.Load(), s.neutralNB.Load()
+	failures := failedNB + s.failedB.Load()
+	successes := s.blockingOK.Load()
+	if completed >= failedNB+neutral {
+		successes += completed - failedNB - neutral
+	}
+	slow := s.slow.Load()
+	var c window.Counts
+	if successes > e.seen.successes {
+		c.Successes, e.seen.successes = successes-e.seen.successes, successes
+	}
+	c.Failures, e.seen.failures = failures-e.seen.failures, failures
+	c.Slow, e.seen.slow = slow-e.seen.slow, slow
+	return c
+}
+
 // observe folds e's live counters into its window and moves its breaker:
 // Closed -> Open when the trip rule says so; Open -> Closed when the grace
 // period is over and health checks pass.
 func (s *supervisor) observe(e *endpoint, now time.Time) {
-	c := window.Counts{
-		Successes: e.live.successes.Swap(0),
-		Failures:  e.live.failures.Swap(0),
-		Slow:      e.live.slow.Swap(0),
-	}
+	c := e.drain()
 	e.window.Add(now, c)
-	if e.live.inflight.Load() <= 0 || c.Calls() > 0 || e.stallSince.IsZero() {
+	if e.live.inflight() <= 0 || c.Calls() > 0 || e.stallSince.IsZero() {
 		e.stallSince = now
 	}
 	if b := e.live.lastErr.Load(); b != nil && c.Failures > 0 {
@@ -469,7 +489,7 @@ func (s *supervisor) status() []EndpointStatus {
 			Health: e.health, Breaker: e.breaker,
 			ConsecutivePasses: e.passes, ConsecutiveFailures: e.fails,
 			LastError: e.lastErr, LastCheckLatency: e.lastLatency, LastCheck: e.lastCheck,
-			GraceUntil: e.graceUntil, InFlight: e.live.inflight.Load(),
+			GraceUntil: e.graceUntil, InFlight: e.live.inflight(),
 		})
 	}
 	return out

@@ -139,7 +139,7 @@ func TestHealthHysteresis(t *testing.T) {
 // failCommands records n failed commands on name, as the command path does.
 func (h *harness) failCommands(name string, n int) {
 	for range n {
-		h.c.record(context.Background(), h.ep(name), io.EOF, time.Time{}, false)
+		h.call(context.Background(), h.ep(name), io.EOF, false)
 	}
 	h.s.step(time.Now())
 }
@@ -152,7 +152,7 @@ func TestBreakerFailoverGraceAndFailback(t *testing.T) {
 		if h.active() != "east" {
 			t.Fatal("4 failures tripped the breaker; the rule is 5 in a row")
 		}
-		h.c.record(context.Background(), h.ep("east"), nil, time.Time{}, false) // a success ends the run
+		h.call(context.Background(), h.ep("east"), nil, false) // a success ends the run
 		h.failCommands("east", 4)
 		if h.active() != "east" {
 			t.Fatal("a success did not reset the consecutive count")
@@ -269,7 +269,7 @@ func TestStallTripsBreaker(t *testing.T) {
 		h := newHarness(t, nil, 1, 0.5)
 		h.checkAll()
 		e := h.ep("east")
-		e.live.inflight.Add(3) // three commands sent, none answered
+		e.live.started.Add(3) // three commands sent, none answered
 		for range 4 {
 			time.Sleep(100 * time.Millisecond)
 			h.s.step(time.Now())
@@ -295,10 +295,47 @@ func TestRetryTimeoutNotChargedToStandby(t *testing.T) {
 		defer cancel()
 		time.Sleep(2 * time.Millisecond)
 		for range 10 {
-			h.c.record(ctx, h.ep("west"), context.DeadlineExceeded, time.Time{}, true)
+			h.call(ctx, h.ep("west"), context.DeadlineExceeded, true)
 		}
-		if n := h.ep("west").live.failures.Load(); n != 0 {
+		if n := h.ep("west").live.failedNB.Load(); n != 0 {
 			t.Fatalf("%d caller-deadline failures of retries charged to west", n)
+		}
+	})
+}
+
+// call simulates one non-blocking command on e that ends with err, as the
+// command path counts it.
+func (h *harness) call(ctx context.Context, e *endpoint, err error, retry bool) {
+	start := h.c.begin(e, false)
+	h.c.end(ctx, e, false, start, err, retry)
+}
+
+// TestDrainCounts: the window gets exactly the outcomes the command path
+// recorded, whatever their mix, and each only once.
+func TestDrainCounts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil, 1, 0.5)
+		e := h.ep("east")
+		e.drain() // whatever the start-up left
+		ctx := context.Background()
+		for range 7 {
+			h.call(ctx, e, nil, false)
+		}
+		for range 3 {
+			h.call(ctx, e, io.EOF, false)
+		}
+		h.call(ctx, e, context.Canceled, false) // neutral
+		h.c.record(ctx, e, nil, time.Time{}, false, true)
+		h.c.record(ctx, e, io.EOF, time.Time{}, false, true)
+		got := e.drain()
+		if got.Successes != 8 || got.Failures != 4 {
+			t.Fatalf("drain = %+v, want 8 successes and 4 failures", got)
+		}
+		if again := e.drain(); again.Successes != 0 || again.Failures != 0 {
+			t.Fatalf("second drain = %+v, want nothing new", again)
+		}
+		if n := e.live.inflight(); n != 0 {
+			t.Fatalf("inflight %d after all calls ended", n)
 		}
 	})
 }

@@ -291,6 +291,16 @@ func benchMarkdown(runs []benchRun, options string) string {
 			}
 			return s
 		}
+		switched := 0
+		for _, r := range g {
+			if r.Switched {
+				switched++
+			}
+		}
+		if switched == 0 {
+			fmt.Fprintf(&b, "| %s | %s | no switch | | | | | | | |\n", k.fault, k.traffic)
+			continue
+		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", k.fault, k.traffic,
 			col(func(r benchRun) float64 { return r.SwitchMs }, 1),
 			na(col(func(r benchRun) float64 { return r.FirstSuccessMs }, 1)),
