@@ -187,6 +187,7 @@ func buildProbe(spec Endpoint, timeout time.Duration) (redis.UniversalClient, bo
 
 func probeOptions(o *redis.Options, timeout time.Duration) *redis.Options {
 	o.PoolSize, o.MinIdleConns, o.MaxIdleConns, o.MaxActiveConns = 2, 0, 0, 0
+	o.ReadBufferSize, o.WriteBufferSize = 4096, 4096 // a check is a few bytes
 	o.PipelinePoolSize = -1
 	o.MaxRetries, o.DialerRetries = -1, 1
 	o.DialTimeout, o.ReadTimeout, o.WriteTimeout = timeout, timeout, timeout
