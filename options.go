@@ -176,6 +176,7 @@ type HealthCheckFunc func(ctx context.Context, c redis.UniversalClient) error
 type config struct {
 	Options
 	bucketCount int
+	tripAfter   int64 // consecutive failures that trip a breaker (0: rule off)
 }
 
 // validate checks opts and returns a copy with the defaults filled in. Errors
@@ -296,6 +297,9 @@ func validate(opts *Options) (*config, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if !cfg.DisableConsecutiveTrip {
+		cfg.tripAfter = int64(cfg.BreakerConsecutiveFailures)
 	}
 	return cfg, nil
 }

@@ -16,6 +16,9 @@ type route struct {
 	// err says why active is nil: a *NoHealthyEndpointError, or ErrClosed.
 	// It is nil while the client is still making its initial selection.
 	err error
+	// avoid, in a route made by anticipate, is the active endpoint it
+	// steered away from: a retry must not go there either.
+	avoid *endpoint
 	// changed is closed when a newer route replaces this one.
 	changed chan struct{}
 }
@@ -54,7 +57,7 @@ func (c *Client) retryTarget(ctx context.Context, r *route) *endpoint {
 	if d, ok := ctx.Deadline(); ok && time.Until(d) < retryBudgetFloor {
 		return nil
 	}
-	if cur := c.route.Load(); cur.active != nil && cur.active != r.active {
+	if cur := c.route.Load(); cur.active != nil && cur.active != r.active && cur.active != r.avoid {
 		return cur.active
 	}
 	if r.fallback != r.active {
@@ -77,8 +80,20 @@ func (c *Client) process(ctx context.Context, cmd redis.Cmder) error {
 	if sc, ok := cmd.(*redis.ScanCmd); ok {
 		return c.processScan(ctx, r, sc)
 	}
+	r = c.anticipate(r)
 	_, err := c.processOne(ctx, r, cmd)
 	return err
+}
+
+// anticipate sends a command to the fallback when the active endpoint has
+// just failed enough commands in a row to trip its breaker: the supervisor
+// is about to switch, and a command sent in the meantime would meet the same
+// failure (on a hung server, for its whole deadline). One atomic load.
+func (c *Client) anticipate(r *route) *route {
+	if n := c.cfg.tripAfter; n > 0 && r.fallback != nil && r.active.live.consecutive.Load() >= n {
+		return &route{active: r.fallback, avoid: r.active, changed: r.changed}
+	}
+	return r
 }
 
 // processOne sends cmd to r.active and, if the replay rules allow, once

@@ -244,6 +244,23 @@ func (s *supervisor) refresh(e *endpoint, now time.Time) {
 	s.retired = append(s.retired, retiredClient{old.c, now})
 }
 
+// abandon ends the commands still waiting on an owned endpoint that traffic
+// has just left because it failed: it gets a fresh traffic client and the
+// old one is closed at once. On a hung server those commands would
+// otherwise wait out their deadlines; now they fail at once, and the reads
+// among them are replayed on the new endpoint (SPEC §4).
+func (s *supervisor) abandon(e *endpoint) {
+	if !e.owned || e.removed {
+		return
+	}
+	fresh, _, err := buildMember(e.spec, s.cfg.HealthCheckTimeout)
+	if err != nil {
+		return
+	}
+	old := e.member.Swap(&memberRef{fresh})
+	_ = old.c.Close()
+}
+
 // closeRetired closes the replaced clients retired before now-retireDelay
 // (all of them when now is zero).
 func (s *supervisor) closeRetired(now time.Time) {
@@ -376,6 +393,9 @@ func (s *supervisor) decide(now time.Time) {
 		// After the new route is out, so a blocking command either sees it
 		// or is interrupted (see blocking.go).
 		from.interruptBlocking()
+		if from.breaker == BreakerOpen || from.health == Unhealthy {
+			s.abandon(from)
+		}
 	}
 	s.manual = false
 }
