@@ -38,29 +38,10 @@ func FuzzValidate(f *testing.F) {
 		if !strings.HasPrefix(msg, "geofailover: ") || len(msg) < len("geofailover: ")+10 {
 			t.Fatalf("unclear error %q", msg)
 		}
-		if pw := password(url); len(pw) >= 4 && strings.Contains(msg, pw) {
+		if pw := urlPassword(url); len(pw) >= 4 && strings.Contains(msg, pw) {
 			t.Fatalf("error %q leaks the URL's password %q", msg, pw)
 		}
 	})
-}
-
-// password extracts what a URL carries between "user:" and "@" (roughly,
-// without parsing, since the URL may be malformed).
-func password(url string) string {
-	i := strings.Index(url, "://")
-	if i < 0 {
-		return ""
-	}
-	rest := url[i+3:]
-	at := strings.LastIndex(rest, "@")
-	if at < 0 {
-		return ""
-	}
-	userinfo := rest[:at]
-	if c := strings.Index(userinfo, ":"); c >= 0 {
-		return userinfo[c+1:]
-	}
-	return ""
 }
 
 // FuzzReadCommand: the Pub/Sub bridge's RESP parser never panics or

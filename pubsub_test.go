@@ -145,15 +145,7 @@ func TestPubSubFollowsFailover(t *testing.T) {
 			all := []string{"news", "alerts.1", "orders"}
 			expectMessages(t, msgs, publishAll(t, east, "before", all...))
 
-			switch fault {
-			case "kill":
-				east.Kill()
-			case "stop":
-				if err := east.Pause(); err != nil {
-					t.Fatal(err)
-				}
-			}
-			waitActive(t, c, "west")
+			inject(t, fault, east, c)
 			ev := waitEvent(t, evs, geofailover.EventPubSubRestored, "west")
 			if ev.From != "east" || ev.Subscriptions != 3 {
 				t.Errorf("restored event %+v: want from east, 3 subscriptions", ev)
@@ -171,16 +163,7 @@ func TestPubSubFollowsFailover(t *testing.T) {
 			waitSubscribers(t, west, "late")
 			expectMessages(t, msgs, publishAll(t, west, "late", all...))
 
-			switch fault {
-			case "kill":
-				if err := east.Restart(); err != nil {
-					t.Fatal(err)
-				}
-			case "stop":
-				if err := east.Resume(); err != nil {
-					t.Fatal(err)
-				}
-			}
+			heal(t, fault, east)
 			waitActive(t, c, "east")
 			ev = waitEvent(t, evs, geofailover.EventPubSubRestored, "east")
 			t.Logf("%s: re-subscription gap on failback %v", fault, gapOf(ev))

@@ -233,15 +233,22 @@ type retiredClient struct {
 // from a pool that saw many failed dials, for up to a second after the
 // server is back. The old client is closed retireDelay later.
 func (s *supervisor) refresh(e *endpoint, now time.Time) {
-	if !e.owned {
-		return
+	if old := s.replaceMember(e); old != nil {
+		s.retired = append(s.retired, retiredClient{old, now})
+	}
+}
+
+// replaceMember gives an owned endpoint a new traffic client and returns
+// the old one (nil when the endpoint's client is the caller's).
+func (s *supervisor) replaceMember(e *endpoint) redis.UniversalClient {
+	if !e.owned || e.removed {
+		return nil
 	}
 	fresh, _, err := buildMember(e.spec, s.cfg.HealthCheckTimeout)
 	if err != nil {
-		return // the spec was valid when the endpoint was added
+		return nil // the spec was valid when the endpoint was added
 	}
-	old := e.member.Swap(&memberRef{fresh})
-	s.retired = append(s.retired, retiredClient{old.c, now})
+	return e.member.Swap(&memberRef{fresh}).c
 }
 
 // abandon ends the commands still waiting on an owned endpoint that traffic
@@ -250,15 +257,9 @@ func (s *supervisor) refresh(e *endpoint, now time.Time) {
 // otherwise wait out their deadlines; now they fail at once, and the reads
 // among them are replayed on the new endpoint (SPEC §4).
 func (s *supervisor) abandon(e *endpoint) {
-	if !e.owned || e.removed {
-		return
+	if old := s.replaceMember(e); old != nil {
+		_ = old.Close()
 	}
-	fresh, _, err := buildMember(e.spec, s.cfg.HealthCheckTimeout)
-	if err != nil {
-		return
-	}
-	old := e.member.Swap(&memberRef{fresh})
-	_ = old.c.Close()
 }
 
 // closeRetired closes the replaced clients retired before now-retireDelay

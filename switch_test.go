@@ -110,6 +110,22 @@ func inject(t *testing.T, fault string, east *failovertest.Server, c *geofailove
 	waitActive(t, c, "west")
 }
 
+// heal undoes inject's "stop" (SIGCONT) or "kill" (restart on the same
+// port); a "switch" needs nothing.
+func heal(t *testing.T, fault string, east *failovertest.Server) {
+	t.Helper()
+	var err error
+	switch fault {
+	case "stop":
+		err = east.Resume()
+	case "kill":
+		err = east.Restart()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 // Row "read-only command, answer lost": replayed on the next endpoint.
 // Row "write, answer lost": not replayed; the caller gets the error.
 // Row "write with AllowReplay or ReplayWrites, answer lost": replayed.
@@ -322,26 +338,11 @@ func TestNoDoubleWrites(t *testing.T) {
 				}()
 			}
 			time.Sleep(200 * time.Millisecond)
-			switch fault {
-			case "kill":
-				east.Kill()
-			case "stop":
-				pause(t, east)
-			}
-			waitActive(t, c, "west")
+			inject(t, fault, east, c)
 			time.Sleep(300 * time.Millisecond)
 			close(stop)
 			wg.Wait()
-			switch fault {
-			case "kill":
-				if err := east.Restart(); err != nil {
-					t.Fatal(err)
-				}
-			case "stop":
-				if err := east.Resume(); err != nil {
-					t.Fatal(err)
-				}
-			}
+			heal(t, fault, east)
 			// Let east finish what it had received while stopped.
 			time.Sleep(200 * time.Millisecond)
 

@@ -79,23 +79,11 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	res.analyze(pref.name)
-	rows := res.summary(pref.name)
-	printSummary(stdout, rows)
-	rep := &report{
-		title: "geofailover demo: losing " + pref.name,
-		setup: []string{
-			"Servers: " + kind + ".",
-			fmt.Sprintf("Endpoints: eu-west (weight 1), us-east (0.6), ap-south (0.3); %s.", timing),
-			"Workload: 8 workers, SET+GET on keys of their own, 100 ms timeout per command, 1 ms pause.",
-		},
-		endpoints: names, summary: rows, tl: res.tl, marks: res.marks,
-	}
-	if err := rep.write(*reportPath); err != nil {
-		return fmt.Errorf("writing the report: %w", err)
-	}
-	fmt.Fprintf(stdout, "\nreport: %s\n", *reportPath)
-	return nil
+	return res.finish(stdout, pref.name, "geofailover demo: losing "+pref.name, []string{
+		"Servers: " + kind + ".",
+		fmt.Sprintf("Endpoints: eu-west (weight 1), us-east (0.6), ap-south (0.3); %s.", timing),
+		"Workload: 8 workers, SET+GET on keys of their own, 100 ms timeout per command, 1 ms pause.",
+	}, names, *reportPath)
 }
 
 func downHow(kind string) string {

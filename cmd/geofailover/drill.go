@@ -134,27 +134,15 @@ func drillCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	res.analyze(pref.name)
-	rows := res.summary(pref.name)
-	printSummary(stdout, rows)
 	var names []string
 	for _, t := range targets {
 		names = append(names, t.name)
 	}
-	rep := &report{
-		title: "geofailover drill: losing " + pref.name,
-		setup: []string{
-			fmt.Sprintf("Endpoints (highest weight first): %s.", strings.Join(names, ", ")),
-			fmt.Sprintf("Fault: %s of %s on the client side for %v, through an in-process proxy.", *fault, pref.name, *outage),
-			fmt.Sprintf("Workload: 8 workers, SET+GET on keys under %q (60 s TTL, deleted at the end), 100 ms timeout.", *prefix),
-		},
-		endpoints: names, summary: rows, tl: res.tl, marks: res.marks,
-	}
-	if err := rep.write(*reportPath); err != nil {
-		return fmt.Errorf("writing the report: %w", err)
-	}
-	fmt.Fprintf(stdout, "\nreport: %s\n", *reportPath)
-	return nil
+	return res.finish(stdout, pref.name, "geofailover drill: losing "+pref.name, []string{
+		fmt.Sprintf("Endpoints (highest weight first): %s.", strings.Join(names, ", ")),
+		fmt.Sprintf("Fault: %s of %s on the client side for %v, through an in-process proxy.", *fault, pref.name, *outage),
+		fmt.Sprintf("Workload: 8 workers, SET+GET on keys under %q (60 s TTL, deleted at the end), 100 ms timeout.", *prefix),
+	}, names, *reportPath)
 }
 
 // cleanupKeys deletes the drill's keys (prefix*) on one endpoint, directly.

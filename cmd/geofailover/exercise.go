@@ -166,6 +166,20 @@ func (res *result) summary(preferred string) [][2]string {
 	}
 }
 
+// finish measures a finished exercise, prints the summary and writes the
+// HTML report (title, set-up lines, endpoints in weight order) to path.
+func (res *result) finish(stdout io.Writer, preferred, title string, setup, endpoints []string, path string) error {
+	res.analyze(preferred)
+	rows := res.summary(preferred)
+	printSummary(stdout, rows)
+	rep := &report{title: title, setup: setup, endpoints: endpoints, summary: rows, tl: res.tl, marks: res.marks}
+	if err := rep.write(path); err != nil {
+		return fmt.Errorf("writing the report: %w", err)
+	}
+	fmt.Fprintf(stdout, "\nreport: %s\n", path)
+	return nil
+}
+
 func printSummary(w io.Writer, rows [][2]string) {
 	fmt.Fprintln(w, "\nsummary:")
 	for _, r := range rows {
