@@ -66,6 +66,18 @@ func isUnsent(err error) bool {
 	return errors.As(err, &op) && op.Op == "dial"
 }
 
+// callerGaveUp reports an error that is the caller's own context ending
+// (cancelled, or its deadline passed) rather than anything the endpoint did.
+// go-redis returns ctx.Err() itself when the context is done before a
+// connection is taken, so such a command never reached the server: with a
+// spent deadline, a service under overload would otherwise trip the
+// breakers of healthy endpoints. A socket timeout (the server did not
+// answer within the deadline) is not this. It runs on the error path only.
+func callerGaveUp(ctx context.Context, err error) bool {
+	cerr := ctx.Err()
+	return cerr != nil && errors.Is(err, cerr)
+}
+
 // isTimeout reports a deadline error, from the socket or from a context.
 func isTimeout(err error) bool {
 	if errors.Is(err, context.DeadlineExceeded) {

@@ -64,7 +64,7 @@ type Client struct {
 	cancel        context.CancelFunc
 	ctx           context.Context // cancelled by Close; parent of every goroutine's context
 	supDone       chan struct{}
-	wg            sync.WaitGroup // health checkers and member closers
+	wg            sync.WaitGroup // health checkers
 	closeOnce     sync.Once
 	closeErr      error
 }
@@ -90,7 +90,7 @@ func New(opts *Options) (*Client, error) {
 	c.Cmdable = c.front
 	c.events = newEventQueue()
 	if cfg.OnEvent != nil {
-		c.events.subscribe(cfg.OnEvent)
+		c.events.subscribe(cfg.OnEvent, true)
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.sup = newSupervisor(c, cfg)
@@ -202,7 +202,7 @@ func (s *supervisor) closeAll() error {
 	for _, e := range s.eps {
 		errs = append(errs, e.close())
 	}
-	s.closeRetired(time.Time{})
+	errs = append(errs, s.closeRetired(time.Time{}))
 	return errors.Join(errs...)
 }
 
@@ -356,7 +356,7 @@ func (c *Client) SwitchTo(ctx context.Context, name string, opts ...SwitchOption
 		switch {
 		case e == nil:
 			err = fmt.Errorf("%w %q", ErrUnknownEndpoint, name)
-		case !sc.force && !e.usable(now):
+		case !sc.force && !e.eligible(now) && !(e == s.active && e.usable(now)):
 			err = fmt.Errorf("%w: %q is %s, breaker %s%s", ErrEndpointUnhealthy, name, e.health, e.breaker, graceNote(e, now))
 		default:
 			s.pinned, s.pinForced, s.manual = e, sc.force, true
@@ -418,11 +418,10 @@ func (c *Client) AddEndpoint(ep Endpoint) error {
 // RemoveEndpoint removes an endpoint. If it was active, traffic moves to the
 // next-best endpoint first (reason ReasonRemoved). A client we built for it
 // is closed once its in-flight commands have finished (at most a second
-// later). The last endpoint cannot be removed.
+// later, or at Close). The last endpoint cannot be removed.
 func (c *Client) RemoveEndpoint(name string) error {
 	var err error
-	var gone *endpoint
-	cerr := c.call(context.Background(), func(s *supervisor, _ time.Time) {
+	cerr := c.call(context.Background(), func(s *supervisor, now time.Time) {
 		e := s.find(name)
 		switch {
 		case e == nil:
@@ -430,63 +429,47 @@ func (c *Client) RemoveEndpoint(name string) error {
 		case len(s.eps) == 1:
 			err = fmt.Errorf("geofailover: cannot remove %q, the last endpoint", name)
 		default:
-			e.removed = true
-			s.c.scanTags.Delete(e.scanTag)
-			e.stopChecker()
-			if s.pinned == e {
-				s.pinned = nil
-			}
-			eps := make([]*endpoint, 0, len(s.eps)-1)
-			for _, o := range s.eps {
-				if o != e {
-					eps = append(eps, o)
-				}
-			}
-			s.eps = eps
-			gone = e
+			s.remove(e, now)
 		}
 	})
-	if gone != nil {
-		c.wg.Add(1)
-		go func() {
-			defer c.wg.Done()
-			deadline := time.Now().Add(time.Second)
-			for gone.live.inflight() > 0 && time.Now().Before(deadline) {
-				time.Sleep(5 * time.Millisecond)
-			}
-			gone.close()
-		}()
-	}
 	return errors.Join(cerr, err)
 }
 
 // OnEvent adds a subscriber; fn receives every later Event, in order, on the
 // client's event goroutine (never under a lock, never on the command path).
-// fn must not call Close. The returned function unsubscribes.
+// A slow fn delays later deliveries only; a fn that blocks never delays
+// Close. The returned function unsubscribes.
 func (c *Client) OnEvent(fn func(Event)) (unsubscribe func()) {
-	return c.events.subscribe(fn)
+	return c.events.subscribe(fn, true)
 }
 
 // Events returns a channel that receives every later Event, in order, and a
 // function that stops the subscription. A reader that falls behind delays
-// other subscribers' deliveries, never the client; events are not dropped.
+// other subscribers' deliveries, never the client or Close; events are not
+// dropped before Close.
 func (c *Client) Events(buffer int) (<-chan Event, func()) {
 	ch := make(chan Event, buffer)
 	stop := make(chan struct{})
 	var once sync.Once
+	quit := c.events.quit
 	unsub := c.events.subscribe(func(ev Event) {
 		select {
 		case ch <- ev:
 		case <-stop:
+		case <-quit:
 		}
-	})
+	}, false)
 	return ch, func() { once.Do(func() { unsub(); close(stop) }) }
 }
 
 // Close stops the supervisor and the health checks, closes every client the
 // Client built (not those passed in Endpoint.Client) and waits until all its
-// goroutines have exited. No event is delivered after Close returns. It is
-// safe to call more than once. Commands issued after Close fail with
+// goroutines have exited. It stops event delivery without waiting for
+// subscribers: events not yet delivered are dropped, an Events reader that
+// is behind is released, and an OnEvent callback running at that moment may
+// finish after Close returns (its goroutine then exits), but no delivery
+// starts after Close returns. It may be called from an OnEvent callback. It
+// is safe to call more than once. Commands issued after Close fail with
 // ErrClosed.
 func (c *Client) Close() error {
 	c.closeOnce.Do(func() {

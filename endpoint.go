@@ -42,7 +42,12 @@ type endpoint struct {
 	health       Health
 	passes       int // consecutive passed checks
 	fails        int // consecutive failed checks
-	lastPassed   bool
+	// lastPassed: the latest health check passed, and none has failed nor
+	// has the breaker opened since (see eligible).
+	lastPassed bool
+	// passingSince is when the current run of passed checks began (zero
+	// while lastPassed is false).
+	passingSince time.Time
 	healthySince time.Time
 	firstFailAt  time.Time // first failed check of the current run
 	lastErr      error
@@ -91,10 +96,26 @@ type drained struct {
 
 type errBox struct{ err error }
 
-// usable reports whether the endpoint may take traffic under the normal
+// usable reports whether the endpoint may keep traffic under the normal
 // rules: healthy, breaker closed and out of its grace period.
 func (e *endpoint) usable(now time.Time) bool {
 	return !e.removed && e.health == Healthy && e.breaker == BreakerClosed && !now.Before(e.graceUntil)
+}
+
+// eligible reports whether traffic may be moved to the endpoint: it is
+// usable and a health check has passed since its last failure (a failed
+// check or the breaker opening). It is the one rule for a switch target.
+func (e *endpoint) eligible(now time.Time) bool {
+	return e.lastPassed && e.usable(now)
+}
+
+// stableSince is when the endpoint's current good stretch began: it became
+// healthy and its checks have passed since then.
+func (e *endpoint) stableSince() time.Time {
+	if e.passingSince.After(e.healthySince) {
+		return e.passingSince
+	}
+	return e.healthySince
 }
 
 // buildMember returns the traffic client for spec, configured to fail fast,

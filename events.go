@@ -118,21 +118,30 @@ type Event struct {
 // eventQueue delivers events to subscribers in order, on one goroutine of
 // its own, so that neither the command path nor the supervisor ever waits
 // for a subscriber. The queue is unbounded: a slow subscriber delays only
-// later deliveries.
+// later deliveries. close never waits for a subscriber: it releases channel
+// subscribers at once and leaves a callback that is running to finish on
+// its own.
 type eventQueue struct {
-	mu      sync.Mutex // protects the following fields
-	pending []Event
-	subs    []*subscriber
-	closed  bool
+	mu         sync.Mutex // protects the following fields
+	pending    []Event
+	subs       []*subscriber
+	closed     bool
+	inCallback bool // the delivery goroutine is inside a user's callback
 
 	signal chan struct{} // capacity 1: "pending is not empty"
+	quit   chan struct{} // closed by close: releases channel subscribers
 	done   chan struct{} // closed when the delivery goroutine has exited
 }
 
-type subscriber struct{ fn func(Event) }
+// subscriber is one OnEvent callback (user) or one Events channel (ours:
+// its function returns when quit is closed).
+type subscriber struct {
+	fn   func(Event)
+	user bool
+}
 
 func newEventQueue() *eventQueue {
-	q := &eventQueue{signal: make(chan struct{}, 1), done: make(chan struct{})}
+	q := &eventQueue{signal: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
 	go q.run()
 	return q
 }
@@ -155,9 +164,10 @@ func (q *eventQueue) publish(evs ...Event) {
 	}
 }
 
-// subscribe adds fn; the returned function removes it.
-func (q *eventQueue) subscribe(fn func(Event)) (cancel func()) {
-	s := &subscriber{fn: fn}
+// subscribe adds fn (user: a caller's callback, which may block); the
+// returned function removes it.
+func (q *eventQueue) subscribe(fn func(Event), user bool) (cancel func()) {
+	s := &subscriber{fn: fn, user: user}
 	q.mu.Lock()
 	q.subs = append(append([]*subscriber(nil), q.subs...), s)
 	q.mu.Unlock()
@@ -176,41 +186,67 @@ func (q *eventQueue) subscribe(fn func(Event)) (cancel func()) {
 
 func (q *eventQueue) run() {
 	defer close(q.done)
-	for range q.signal {
+	for {
+		select {
+		case <-q.signal:
+		case <-q.quit:
+			return
+		}
 		for {
 			q.mu.Lock()
-			batch, subs, closed := q.pending, q.subs, q.closed
-			q.pending = nil
-			q.mu.Unlock()
-			for _, ev := range batch {
-				for _, s := range subs {
-					s.fn(ev)
-				}
-			}
-			if closed {
+			if q.closed {
+				q.mu.Unlock()
 				return
 			}
-			if len(batch) == 0 {
+			if len(q.pending) == 0 {
+				q.pending = nil
+				q.mu.Unlock()
 				break
+			}
+			ev, subs := q.pending[0], q.subs
+			q.pending = q.pending[1:]
+			q.mu.Unlock()
+			for _, s := range subs {
+				if !q.deliver(s, ev) {
+					return
+				}
 			}
 		}
 	}
 }
 
-// close delivers what is pending, then stops the delivery goroutine and
-// waits for it. No event is delivered after close returns.
-func (q *eventQueue) close() {
+// deliver hands ev to s unless the queue is closed.
+func (q *eventQueue) deliver(s *subscriber, ev Event) bool {
 	q.mu.Lock()
 	if q.closed {
 		q.mu.Unlock()
-		<-q.done
-		return
+		return false
 	}
-	q.closed = true
+	q.inCallback = s.user
 	q.mu.Unlock()
-	select {
-	case q.signal <- struct{}{}:
-	default:
+	s.fn(ev)
+	if s.user {
+		q.mu.Lock()
+		q.inCallback = false
+		q.mu.Unlock()
 	}
-	<-q.done
+	return true
+}
+
+// close stops delivery: events not yet delivered are dropped and no
+// delivery starts after it returns. It waits for the delivery goroutine
+// unless that goroutine is inside a user's callback, which it leaves to
+// return on its own (the goroutine then exits).
+func (q *eventQueue) close() {
+	q.mu.Lock()
+	if !q.closed {
+		q.closed = true
+		q.pending = nil
+		close(q.quit)
+	}
+	busy := q.inCallback
+	q.mu.Unlock()
+	if !busy {
+		<-q.done
+	}
 }

@@ -125,12 +125,16 @@ type Options struct {
 	ReplayWrites bool
 
 	// IsEndpointFailure decides whether a command error counts against the
-	// endpoint that returned it. Default DefaultIsEndpointFailure.
+	// endpoint that returned it. Default DefaultIsEndpointFailure. An error
+	// that is the caller's context ending (cancelled, or its deadline spent
+	// before the command reached a connection) never counts, whatever this
+	// function says.
 	IsEndpointFailure func(err error) bool
 
 	// OnEvent, if set, receives every Event in order, on a goroutine of its
-	// own (never on the command path, never under a lock). It must not call
-	// Close. More subscribers can be added with Client.OnEvent.
+	// own (never on the command path, never under a lock). A callback that
+	// blocks delays later deliveries, never the client or Close. More
+	// subscribers can be added with Client.OnEvent.
 	OnEvent func(Event)
 
 	// Logger receives the client's log records. Default: silent.

@@ -215,7 +215,7 @@ func (c *Client) attemptPipeline(ctx context.Context, e *endpoint, cmds []redis.
 // so the success path adds nothing here; the caller counts the completion.
 func (c *Client) record(ctx context.Context, e *endpoint, err error, start time.Time, retry, blocking bool) {
 	s := &e.live
-	if err == nil || !c.cfg.IsEndpointFailure(err) {
+	if err == nil || callerGaveUp(ctx, err) || !c.cfg.IsEndpointFailure(err) {
 		if err != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
 			if !blocking {
 				s.neutralNB.Add(1)

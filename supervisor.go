@@ -2,6 +2,7 @@ package geofailover
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -25,6 +26,9 @@ type supervisor struct {
 	lastTag uint8
 	// retired are replaced traffic clients waiting to be closed (refresh).
 	retired []retiredClient
+	// leaving are removed endpoints whose clients close once their
+	// in-flight commands are done (see remove).
+	leaving []leavingEndpoint
 
 	active    *endpoint
 	fallback  *endpoint
@@ -108,7 +112,7 @@ func (s *supervisor) run(ctx context.Context) {
 // selection rule. It is the supervisor's whole decision; tests call it
 // directly.
 func (s *supervisor) step(now time.Time) {
-	if len(s.retired) > 0 {
+	if len(s.retired) > 0 || len(s.leaving) > 0 {
 		s.closeRetired(now)
 	}
 	for _, e := range s.eps {
@@ -164,7 +168,10 @@ func (s *supervisor) observe(e *endpoint, now time.Time) {
 			s.openBreaker(e, cause, now)
 		}
 	case BreakerOpen:
-		if e.health == Healthy && !now.Before(e.graceUntil) {
+		// Only a check that started after the breaker opened can close it
+		// (older results are discarded by epoch), so a server that froze
+		// never gets traffic back on the strength of its grace period ending.
+		if e.health == Healthy && e.lastPassed && !now.Before(e.graceUntil) {
 			e.breaker = BreakerClosed
 			e.window.Reset()
 			e.live.consecutive.Store(0)
@@ -186,6 +193,7 @@ func (s *supervisor) openBreaker(e *endpoint, cause breaker.Cause, now time.Time
 		e.openedAt = e.stallSince
 	}
 	e.epoch.Add(1)
+	e.lastPassed, e.passingSince = false, time.Time{} // a new check must pass
 	e.window.Reset()
 	e.live.consecutive.Store(0)
 	s.startGrace(e, now)
@@ -262,9 +270,11 @@ func (s *supervisor) abandon(e *endpoint) {
 	}
 }
 
-// closeRetired closes the replaced clients retired before now-retireDelay
-// (all of them when now is zero).
-func (s *supervisor) closeRetired(now time.Time) {
+// closeRetired closes the replaced clients retired before now-retireDelay,
+// and the clients of removed endpoints whose commands are done or whose
+// time is up (all of them when now is zero).
+func (s *supervisor) closeRetired(now time.Time) error {
+	var errs []error
 	keep := s.retired[:0]
 	for _, r := range s.retired {
 		if now.IsZero() || now.Sub(r.at) >= retireDelay {
@@ -274,6 +284,45 @@ func (s *supervisor) closeRetired(now time.Time) {
 		}
 	}
 	s.retired = keep
+	stay := s.leaving[:0]
+	for _, l := range s.leaving {
+		if now.IsZero() || l.e.live.inflight() <= 0 || !now.Before(l.until) {
+			errs = append(errs, l.e.close())
+		} else {
+			stay = append(stay, l)
+		}
+	}
+	s.leaving = stay
+	return errors.Join(errs...)
+}
+
+// removeDelay bounds how long a removed endpoint's client stays open for
+// the commands still running on it.
+const removeDelay = time.Second
+
+type leavingEndpoint struct {
+	e     *endpoint
+	until time.Time
+}
+
+// remove takes e out of the set; the decision step that follows moves
+// traffic away if it was active. Its clients are closed by closeRetired,
+// on this goroutine, so no goroutine outlives the supervisor.
+func (s *supervisor) remove(e *endpoint, now time.Time) {
+	e.removed = true
+	s.c.scanTags.Delete(e.scanTag)
+	e.stopChecker()
+	if s.pinned == e {
+		s.pinned = nil
+	}
+	eps := make([]*endpoint, 0, len(s.eps)-1)
+	for _, o := range s.eps {
+		if o != e {
+			eps = append(eps, o)
+		}
+	}
+	s.eps = eps
+	s.leaving = append(s.leaving, leavingEndpoint{e: e, until: now.Add(removeDelay)})
 }
 
 // onCheck applies one health-check result, with N/M hysteresis: the first
@@ -290,12 +339,16 @@ func (s *supervisor) onCheck(r checkResult) {
 		if prev == Unhealthy && e.passes == 0 {
 			s.refresh(e, r.at)
 		}
+		if !e.lastPassed {
+			e.passingSince = r.at
+		}
 		e.passes, e.fails, e.lastPassed = e.passes+1, 0, true
 		if prev != Healthy && (prev == HealthUnknown || e.passes >= s.cfg.HealthyAfter) {
 			e.health, e.healthySince = Healthy, r.at
 		}
 	} else {
 		e.passes, e.fails, e.lastPassed, e.lastErr = 0, e.fails+1, false, r.err
+		e.passingSince = time.Time{}
 		if e.fails == 1 {
 			e.firstFailAt = r.at
 		}
@@ -313,15 +366,18 @@ func (s *supervisor) onCheck(r checkResult) {
 // should be active now. Postcondition: it returns
 //   - the pinned endpoint (SwitchTo) while it is usable, or always if forced;
 //   - else the active endpoint while it is usable, unless a higher-weight
-//     usable endpoint has been healthy for FailbackDelay (failback);
-//   - else the highest-weight usable endpoint (failover), except that at
+//     eligible endpoint has been healthy, with every check passing, for
+//     FailbackDelay (failback);
+//   - else the highest-weight eligible endpoint (failover), except that at
 //     startup it waits for higher-weight endpoints' first check;
 //   - else, since anything beats nothing, the active endpoint if its last
 //     check passed, or the highest-weight endpoint whose last check passed;
 //   - else nil: all endpoints are down.
 //
-// Usable means healthy, breaker closed and out of the grace period; ties in
-// weight go to configuration order.
+// Usable means healthy, breaker closed and out of the grace period;
+// eligible means usable with a health check passed since the last failure
+// (so no endpoint is given traffic without one). Ties in weight go to
+// configuration order.
 func (s *supervisor) choose(now time.Time) *endpoint {
 	if p := s.pinned; p != nil {
 		if !p.removed && (s.pinForced || p.usable(now)) {
@@ -329,10 +385,10 @@ func (s *supervisor) choose(now time.Time) *endpoint {
 		}
 		s.pinned = nil
 	}
-	best := s.best(func(e *endpoint) bool { return e.usable(now) })
+	best := s.best(func(e *endpoint) bool { return e.eligible(now) })
 	a := s.active
 	if a != nil && a.usable(now) {
-		if best != nil && best.weight > a.weight && !s.cfg.DisableFailback && now.Sub(best.healthySince) >= s.cfg.FailbackDelay {
+		if best != nil && best.weight > a.weight && !s.cfg.DisableFailback && now.Sub(best.stableSince()) >= s.cfg.FailbackDelay {
 			return best
 		}
 		return a
@@ -380,7 +436,7 @@ func (s *supervisor) decide(now time.Time) {
 			s.cfg.Logger.Warn("geofailover: no endpoint is up at startup")
 		}
 	}
-	fallback := s.best(func(e *endpoint) bool { return e != target && e.usable(now) })
+	fallback := s.best(func(e *endpoint) bool { return e != target && e.eligible(now) })
 	if fallback == nil {
 		fallback = s.best(func(e *endpoint) bool { return e != target && !e.removed && e.lastPassed })
 	}

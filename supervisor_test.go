@@ -38,7 +38,7 @@ func newHarness(t *testing.T, tune func(*Options), weights ...float64) *harness 
 	h := &harness{t: t}
 	h.c = &Client{cfg: cfg, wake: make(chan struct{}, 1), events: newEventQueue()}
 	t.Cleanup(h.c.events.close)
-	h.c.events.subscribe(func(ev Event) { h.mu.Lock(); h.ev = append(h.ev, ev); h.mu.Unlock() })
+	h.c.events.subscribe(func(ev Event) { h.mu.Lock(); h.ev = append(h.ev, ev); h.mu.Unlock() }, true)
 	h.c.route.Store(&route{changed: make(chan struct{})})
 	h.s = newSupervisor(h.c, cfg)
 	h.c.sup = h.s
@@ -194,12 +194,19 @@ func TestBreakerFailoverGraceAndFailback(t *testing.T) {
 		if got := time.Until(e.graceUntil); got != 2*DefaultGracePeriod {
 			t.Fatalf("grace after a quick relapse %v, want %v", got, 2*DefaultGracePeriod)
 		}
-		// After staying good long enough it is back to the base period.
+		// The first check since the relapse passes after the grace period:
+		// failback waits until checks have passed for FailbackDelay.
 		time.Sleep(21 * time.Second)
+		h.checkAll()
+		if h.active() != "west" {
+			t.Fatalf("active %q, failed back on the first check since the relapse", h.active())
+		}
+		time.Sleep(DefaultFailbackDelay)
 		h.checkAll()
 		if h.active() != "east" {
 			t.Fatalf("active %q, want east back", h.active())
 		}
+		// After staying good long enough it is back to the base period.
 		time.Sleep(2 * 2 * DefaultGracePeriod)
 		h.checkAll()
 		h.failCommands("east", 5)
