@@ -37,11 +37,11 @@ type endpoint struct {
 	epoch atomic.Uint64
 
 	// supervisor state
-	seen         drained // totals already folded into window
-	weight       float64
-	health       Health
-	passes       int // consecutive passed checks
-	fails        int // consecutive failed checks
+	seen   drained // totals already folded into window
+	weight float64
+	health Health
+	passes int // consecutive passed checks
+	fails  int // consecutive failed checks
 	// lastPassed: the latest health check passed, and none has failed nor
 	// has the breaker opened since (see eligible).
 	lastPassed bool
