@@ -138,6 +138,9 @@ func buildMember(spec Endpoint, dialTimeout time.Duration) (redis.UniversalClien
 		if o.DialTimeout == 0 {
 			o.DialTimeout = dialTimeout
 		}
+		if o.MaintNotificationsConfig == nil {
+			o.MaintNotificationsConfig = maintOff()
+		}
 		return redis.NewClusterClient(&o), true, nil
 	default:
 		o := *spec.FailoverOptions
@@ -167,7 +170,8 @@ func standaloneOptions(spec Endpoint) (*redis.Options, error) {
 
 // fastFail adjusts standalone options so that a dead endpoint costs one
 // dial: no go-redis command retries, one dial attempt, socket deadlines that
-// follow the caller's context.
+// follow the caller's context. Maintenance notifications are off unless the
+// options set MaintNotificationsConfig (see maintOff).
 func fastFail(o *redis.Options, dialTimeout time.Duration) *redis.Options {
 	o.MaxRetries = -1
 	o.DialerRetries = 1
@@ -175,7 +179,22 @@ func fastFail(o *redis.Options, dialTimeout time.Duration) *redis.Options {
 	if o.DialTimeout == 0 {
 		o.DialTimeout = dialTimeout
 	}
+	if o.MaintNotificationsConfig == nil {
+		o.MaintNotificationsConfig = maintOff()
+	}
 	return o
+}
+
+// maintOff is the maintenance-notifications setting of the members we
+// build when the caller's options leave it unset. go-redis's default,
+// "auto", tries a handshake on every new connection and, on a server
+// without the feature (any open-source Redis), rewrites the client's
+// options while a Conn or a Watch transaction reads the same options under
+// another lock: a data race (go-redis v9.23.0). Failover between regions is
+// this client's job, so the notifications add nothing to it; a caller who
+// wants them (Redis Enterprise, Redis Cloud) sets them explicitly.
+func maintOff() *maintnotifications.Config {
+	return &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
 }
 
 // buildProbe returns a small client for health checks, with a fresh pool,
@@ -213,7 +232,7 @@ func probeOptions(o *redis.Options, timeout time.Duration) *redis.Options {
 	o.MaxRetries, o.DialerRetries = -1, 1
 	o.DialTimeout, o.ReadTimeout, o.WriteTimeout = timeout, timeout, timeout
 	o.ContextTimeoutEnabled = true
-	o.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+	o.MaintNotificationsConfig = maintOff()
 	return o
 }
 

@@ -148,7 +148,9 @@ type Options struct {
 // switched off so that a dead endpoint costs one fast dial, not several:
 // MaxRetries and dial retries are set to one attempt, context deadlines are
 // honoured on the socket (ContextTimeoutEnabled), and a zero DialTimeout
-// becomes Options.HealthCheckTimeout. A Client passed in is used as it is and
+// becomes Options.HealthCheckTimeout. Maintenance notifications are off
+// unless MaintNotificationsConfig is set (see the README). A Client passed
+// in is used as it is and
 // is never closed by us; configure it the same way for fast failover.
 type Endpoint struct {
 	// Name identifies the endpoint in events, Status and the API. Required,
