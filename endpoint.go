@@ -57,7 +57,7 @@ type endpoint struct {
 	breaker     BreakerState
 	window      *window.Window
 	openedAt    time.Time
-	stallSince  time.Time // last time the endpoint was seen making progress
+	stallSince  time.Time // last time the endpoint was seen making progress: a completion, or the start of a check that passed
 	graceUntil  time.Time
 	graceLevel  int
 	restoredAt  time.Time

@@ -90,7 +90,10 @@ type Options struct {
 	SlowCallMinCalls int
 	// StallTimeout trips the breaker of an endpoint that has commands
 	// outstanding and has completed none of them for this long (a hung
-	// server). Blocking commands are exempt. Default 500 ms.
+	// server), unless a health check sent meanwhile has passed: a live
+	// server still delivering a long reply is not hung. After half of it a
+	// check is asked for at once. Blocking commands are exempt. Default
+	// 500 ms.
 	StallTimeout time.Duration
 	// DisableStallDetection switches the stalled-endpoint rule off.
 	DisableStallDetection bool

@@ -157,6 +157,11 @@ func (s *supervisor) observe(e *endpoint, now time.Time) {
 	e.window.Add(now, c)
 	if e.live.inflight() <= 0 || c.Calls() > 0 || e.stallSince.IsZero() {
 		e.stallSince = now
+	} else if s.rule.Stall > 0 && e.breaker == BreakerClosed && now.Sub(e.stallSince) >= s.rule.Stall/2 {
+		// Commands are outstanding and none completes: ask the server
+		// whether it is alive. A check that passes moves stallSince (see
+		// onCheck), so a long reply from a live server is not a stall.
+		e.suspect()
 	}
 	if b := e.live.lastErr.Load(); b != nil && c.Failures > 0 {
 		e.lastErr = b.err
@@ -341,6 +346,9 @@ func (s *supervisor) onCheck(r checkResult) {
 		}
 		if !e.lastPassed {
 			e.passingSince = r.at
+		}
+		if started := r.at.Add(-r.latency); started.After(e.stallSince) {
+			e.stallSince = started // the server answered: it is not hung
 		}
 		e.passes, e.fails, e.lastPassed = e.passes+1, 0, true
 		if prev != Healthy && (prev == HealthUnknown || e.passes >= s.cfg.HealthyAfter) {
