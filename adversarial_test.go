@@ -210,3 +210,117 @@ func TestBigReplyIsNotAStall(t *testing.T) {
 		t.Fatalf("active %q, want east", a)
 	}
 }
+
+// TestPubSubStaysWithTheTraffic: subscriptions never stay behind on an
+// endpoint that commands have left. The preferred endpoint, a, becomes a
+// replica (its writes fail with READONLY, its health checks pass) while the
+// other, b, is in its grace period but answering: commands go to b, and the
+// subscription must follow them (with the gap reported), or else PUBLISHes
+// acknowledged by b reach no subscriber and no gap is open.
+func TestPubSubStaysWithTheTraffic(t *testing.T) {
+	a, b := failovertest.StartServer(t, failovertest.WithMinVersion("7.0")), failovertest.StartServer(t, failovertest.WithMinVersion("7.0"))
+	c := newClient(t, &geofailover.Options{Endpoints: []geofailover.Endpoint{
+		{Name: "a", Weight: 1, Options: &redis.Options{Addr: a.Addr}},
+		{Name: "b", Weight: 0.5, Options: &redis.Options{Addr: b.Addr}},
+	}, GracePeriod: time.Minute, HealthCheckInterval: 100 * time.Millisecond})
+	ctx := ctxFor(t, testTimeout)
+	waitHealthy(t, c, "b")
+	// b fails while active: its breaker opens, its grace period begins.
+	if err := c.SwitchTo(ctx, "b"); err != nil {
+		t.Fatal(err)
+	}
+	pause(t, b)
+	w := startWorkload(c, 4)
+	waitActive(t, c, "a")
+	w.halt()
+	if err := b.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	waitPassing(t, c, "b") // answering again, but in its grace period
+
+	log := logEvents(c)
+	ps := c.Subscribe(ctx, "ch")
+	defer ps.Close()
+	if _, err := ps.ReceiveTimeout(ctx, 5*time.Second); err != nil {
+		t.Fatalf("subscription not confirmed: %v", err)
+	}
+	received := make(chan struct{}, 100000)
+	go func() {
+		for range ps.Channel() {
+			received <- struct{}{}
+		}
+	}()
+	// a turns into a replica of a server that is not there: writes fail
+	// with READONLY, PING and PUBLISH still work.
+	if err := direct(t, a).Do(ctx, "REPLICAOF", "127.0.0.1", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	defer direct(t, a).Do(context.Background(), "REPLICAOF", "NO", "ONE")
+	type pub struct {
+		start, end time.Time
+		receivers  int64
+	}
+	var pubs []pub
+	for i := 0; len(pubs) < 400; i++ {
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		for range 5 {
+			_ = c.Set(cctx, "k", i, 0).Err() // READONLY on a: retried on b
+		}
+		start := time.Now()
+		n, err := c.Publish(cctx, "ch", i).Result()
+		cancel()
+		if err == nil {
+			pubs = append(pubs, pub{start, time.Now(), n})
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// Gaps as reported, with a margin for the reports' own timing.
+	type gap struct{ from, to time.Time }
+	var gaps []gap
+	var open time.Time
+	for _, ev := range log.all() {
+		switch ev.Kind {
+		case geofailover.EventPubSubInterrupted:
+			open = ev.At
+		case geofailover.EventPubSubRestored:
+			gaps = append(gaps, gap{ev.GapStart.Add(-10 * time.Millisecond), ev.At.Add(10 * time.Millisecond)})
+			open = time.Time{}
+		}
+	}
+	if !open.IsZero() {
+		gaps = append(gaps, gap{open, time.Now().Add(time.Hour)})
+	}
+	lost := 0
+	for _, p := range pubs {
+		inGap := false
+		for _, g := range gaps {
+			inGap = inGap || (p.end.After(g.from) && p.start.Before(g.to))
+		}
+		if p.receivers == 0 && !inGap {
+			lost++
+		}
+	}
+	if lost > 0 {
+		t.Fatalf("%d of %d acknowledged PUBLISHes reached no subscriber outside a reported gap (active %q, gaps %v)", lost, len(pubs), c.Active(), gaps)
+	}
+	if c.Active() != "b" {
+		t.Fatalf("active %q: writes failing on a should have moved traffic to b", c.Active())
+	}
+}
+
+// waitPassing waits until the named endpoint's latest health check passed.
+func waitPassing(t *testing.T, c *geofailover.Client, name string) {
+	t.Helper()
+	deadline := time.Now().Add(testTimeout)
+	for {
+		for _, st := range c.Status() {
+			if st.Name == name && st.ConsecutivePasses > 0 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s has not passed a check after %v: %+v", name, testTimeout, c.Status())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

@@ -331,7 +331,8 @@ type SwitchOption func(*switchConfig)
 type switchConfig struct{ force bool }
 
 // Force makes SwitchTo switch even to an endpoint that is not usable, and
-// keeps traffic there until the next SwitchTo.
+// keeps traffic there until the next SwitchTo: meanwhile no command is
+// retried or steered elsewhere.
 func Force() SwitchOption { return func(c *switchConfig) { c.force = true } }
 
 // SwitchTo moves traffic to the named endpoint and pins it there: automatic

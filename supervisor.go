@@ -173,6 +173,18 @@ func (s *supervisor) observe(e *endpoint, now time.Time) {
 			s.openBreaker(e, cause, now)
 		}
 	case BreakerOpen:
+		if n := s.cfg.tripAfter; n > 0 && e.live.consecutive.Load() >= n {
+			// A new run of failures on an endpoint whose breaker is already
+			// open: it kept traffic only because nothing better had passed
+			// a check, and that check is now stale. It may keep traffic no
+			// longer until a new check passes (decide moves traffic to an
+			// endpoint whose last check passed, if any), and the run is
+			// reset, so the command path's early steer (anticipate) never
+			// outlives this step: commands and subscriptions stay together.
+			e.lastPassed, e.passingSince = false, time.Time{}
+			e.live.consecutive.Store(0)
+			e.suspect()
+		}
 		// Only a check that started after the breaker opened can close it
 		// (older results are discarded by epoch), so a server that froze
 		// never gets traffic back on the strength of its grace period ending.
@@ -447,6 +459,9 @@ func (s *supervisor) decide(now time.Time) {
 	fallback := s.best(func(e *endpoint) bool { return e != target && e.eligible(now) })
 	if fallback == nil {
 		fallback = s.best(func(e *endpoint) bool { return e != target && !e.removed && e.lastPassed })
+	}
+	if s.pinForced && target == s.pinned {
+		fallback = nil // SwitchTo with Force: nothing goes elsewhere, not even retries
 	}
 	if target != from || fallback != s.fallback {
 		s.fallback = fallback
