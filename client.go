@@ -348,29 +348,37 @@ func (c *Client) SwitchTo(ctx context.Context, name string, opts ...SwitchOption
 		o(&sc)
 	}
 	var err error
-	cerr := c.call(ctx, func(s *supervisor, now time.Time) {
-		if name == "" {
-			s.pinned, s.pinForced = nil, false
-			return
-		}
-		e := s.find(name)
-		switch {
-		case e == nil:
-			err = fmt.Errorf("%w %q", ErrUnknownEndpoint, name)
-		case !sc.force && !e.eligible(now) && !(e == s.active && e.usable(now)):
-			err = fmt.Errorf("%w: %q is %s, breaker %s%s", ErrEndpointUnhealthy, name, e.health, e.breaker, graceNote(e, now))
-		default:
-			s.pinned, s.pinForced, s.manual = e, sc.force, true
-		}
-	})
+	cerr := c.call(ctx, func(s *supervisor, now time.Time) { err = s.pin(name, sc.force, now) })
 	return errors.Join(cerr, err)
 }
 
-func graceNote(e *endpoint, now time.Time) string {
-	if now.Before(e.graceUntil) {
-		return fmt.Sprintf(", in grace period for %v", e.graceUntil.Sub(now).Round(time.Millisecond))
+// pin applies a SwitchTo request; the decision step that follows moves
+// traffic.
+func (s *supervisor) pin(name string, force bool, now time.Time) error {
+	if name == "" {
+		s.pinned, s.pinForced = nil, false
+		return nil
 	}
-	return ""
+	e := s.find(name)
+	switch {
+	case e == nil:
+		return fmt.Errorf("%w %q", ErrUnknownEndpoint, name)
+	case !force && !e.eligible(now) && !(e == s.active && e.usable(now)):
+		return fmt.Errorf("%w: %q is %s, breaker %s%s", ErrEndpointUnhealthy, name, e.health, e.breaker, graceNote(e, now))
+	}
+	s.pinned, s.pinForced, s.manual = e, force, true
+	return nil
+}
+
+func graceNote(e *endpoint, now time.Time) string {
+	note := ""
+	if !e.lastPassed {
+		note = ", no health check passed since its last failure"
+	}
+	if now.Before(e.graceUntil) {
+		note += fmt.Sprintf(", in grace period for %v", e.graceUntil.Sub(now).Round(time.Millisecond))
+	}
+	return note
 }
 
 func (s *supervisor) find(name string) *endpoint {
