@@ -338,8 +338,9 @@ func Force() SwitchOption { return func(c *switchConfig) { c.force = true } }
 // SwitchTo moves traffic to the named endpoint and pins it there: automatic
 // failback will not move it away while it stays usable; if it fails, normal
 // failover applies and the pin is dropped. It refuses an endpoint that is
-// not usable (unhealthy, breaker open or in its grace period) with
-// ErrEndpointUnhealthy unless Force is given. SwitchTo(ctx, "") drops the
+// not usable (unhealthy, breaker open or in its grace period), or that has
+// passed no health check since its last failure, with ErrEndpointUnhealthy
+// unless Force is given. SwitchTo(ctx, "") drops the
 // pin and lets the normal rules choose again. It returns once the switch is
 // published.
 func (c *Client) SwitchTo(ctx context.Context, name string, opts ...SwitchOption) error {
