@@ -42,6 +42,7 @@ var errInterrupted = &net.OpError{Op: "dial", Net: "tcp",
 
 func newBlockingPool(o *redis.Options) *blockingPool {
 	o.MinIdleConns = 0
+	o.ClientName = internalName(o.ClientName, "blocking")
 	b := &blockingPool{opts: o}
 	b.client.Store(redis.NewClient(o))
 	return b

@@ -212,7 +212,7 @@ func (s *supervisor) closeAll() error {
 // that go-redis cached.
 func (c *Client) runChecker(ctx context.Context, e *endpoint) {
 	defer c.wg.Done()
-	probe, owned := buildProbe(e.spec, c.cfg.HealthCheckTimeout)
+	probe, owned, dial := buildProbe(e.spec, c.cfg.HealthCheckTimeout)
 	defer func() {
 		if owned {
 			probe.Close()
@@ -237,7 +237,7 @@ func (c *Client) runChecker(ctx context.Context, e *endpoint) {
 		}
 		epoch := e.epoch.Load()
 		start = time.Now()
-		cctx, cancel := context.WithTimeout(ctx, c.cfg.HealthCheckTimeout)
+		cctx, cancel := context.WithTimeout(ctx, c.cfg.HealthCheckTimeout+dial)
 		err := safeCheck(cctx, c.cfg.HealthCheck, probe)
 		cancel()
 		if ctx.Err() != nil {
@@ -246,7 +246,7 @@ func (c *Client) runChecker(ctx context.Context, e *endpoint) {
 		end := time.Now()
 		if err != nil && owned {
 			probe.Close()
-			probe, _ = buildProbe(e.spec, c.cfg.HealthCheckTimeout)
+			probe, _, _ = buildProbe(e.spec, c.cfg.HealthCheckTimeout)
 		}
 		select {
 		case c.sup.results <- checkResult{ep: e, epoch: epoch, err: err, latency: end.Sub(start), at: end}:

@@ -198,42 +198,74 @@ func maintOff() *maintnotifications.Config {
 }
 
 // buildProbe returns a small client for health checks, with a fresh pool,
-// so that a probe never sees a dial error go-redis cached in a traffic pool.
-// For a caller's client it returns that client (owned=false).
-func buildProbe(spec Endpoint, timeout time.Duration) (redis.UniversalClient, bool) {
+// so that a probe never sees a dial error go-redis cached in a traffic pool,
+// and the time it may spend dialling: the endpoint's DialTimeout, or
+// timeout when that is zero. Each command of a check is bounded by timeout
+// on its own (read and write timeouts), so a check may take up to the dial
+// time plus timeout when it must dial: an endpoint that dials slowly but
+// within its DialTimeout still passes, and a hung one is still caught by
+// timeout. For a caller's client it returns that client (owned=false) and
+// no dial allowance.
+func buildProbe(spec Endpoint, timeout time.Duration) (c redis.UniversalClient, owned bool, dial time.Duration) {
+	dialOr := func(d time.Duration) time.Duration {
+		if d > 0 {
+			return d
+		}
+		return timeout
+	}
 	switch {
 	case spec.Client != nil:
-		return spec.Client, false
+		return spec.Client, false, 0
 	case spec.URL != "":
 		o, _ := redis.ParseURL(spec.URL) // validated in New
-		return redis.NewClient(probeOptions(o, timeout)), true
+		o = probeOptions(o, timeout)
+		return redis.NewClient(o), true, o.DialTimeout
 	case spec.Options != nil:
 		o := *spec.Options
-		return redis.NewClient(probeOptions(&o, timeout)), true
+		probeOptions(&o, timeout)
+		return redis.NewClient(&o), true, o.DialTimeout
 	case spec.ClusterOptions != nil:
 		o := *spec.ClusterOptions
 		o.PoolSize, o.MinIdleConns, o.MaxRetries, o.DialerRetries = 2, 0, -1, 1
-		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = timeout, timeout, timeout
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = dialOr(o.DialTimeout), timeout, timeout
 		o.ContextTimeoutEnabled = true
-		return redis.NewClusterClient(&o), true
+		o.ClientName = internalName(o.ClientName, "check")
+		return redis.NewClusterClient(&o), true, o.DialTimeout
 	default:
 		o := *spec.FailoverOptions
 		o.PoolSize, o.MinIdleConns, o.MaxRetries, o.DialerRetries = 2, 0, -1, 1
-		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = timeout, timeout, timeout
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = dialOr(o.DialTimeout), timeout, timeout
 		o.ContextTimeoutEnabled = true
-		return redis.NewFailoverClient(&o), true
+		o.ClientName = internalName(o.ClientName, "check")
+		return redis.NewFailoverClient(&o), true, o.DialTimeout
 	}
 }
 
 func probeOptions(o *redis.Options, timeout time.Duration) *redis.Options {
+	o.ClientName = internalName(o.ClientName, "check")
 	o.PoolSize, o.MinIdleConns, o.MaxIdleConns, o.MaxActiveConns = 2, 0, 0, 0
 	o.ReadBufferSize, o.WriteBufferSize = 4096, 4096 // a check is a few bytes
 	o.PipelinePoolSize = -1
 	o.MaxRetries, o.DialerRetries = -1, 1
-	o.DialTimeout, o.ReadTimeout, o.WriteTimeout = timeout, timeout, timeout
+	if o.DialTimeout <= 0 {
+		o.DialTimeout = timeout
+	}
+	o.ReadTimeout, o.WriteTimeout = timeout, timeout
 	o.ContextTimeoutEnabled = true
 	o.MaintNotificationsConfig = maintOff()
 	return o
+}
+
+// internalName is the CLIENT SETNAME of a connection the client opens for
+// its own purposes (role "check": health checks; "blocking": the pool that
+// runs blocking commands so a switch can interrupt them), so CLIENT LIST and
+// CLIENT KILL by name tell it from the application's: the application's
+// name with ":geofailover-<role>" appended, or "geofailover-<role>".
+func internalName(app, role string) string {
+	if app == "" {
+		return "geofailover-" + role
+	}
+	return app + ":geofailover-" + role
 }
 
 // memberRef holds an endpoint's traffic client. Owned clients are replaced

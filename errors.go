@@ -7,14 +7,25 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // ErrNoHealthyEndpoint is returned (wrapped in a *NoHealthyEndpointError)
 // when no endpoint can take a command. Test for it with errors.Is.
 var ErrNoHealthyEndpoint = errors.New("geofailover: no healthy endpoint")
 
-// ErrClosed is returned by every operation on a closed Client.
-var ErrClosed = errors.New("geofailover: client is closed")
+// ErrClosed is returned by every operation on a closed Client. It also
+// satisfies errors.Is(err, redis.ErrClosed), as a closed go-redis client's
+// errors do.
+var ErrClosed error = closedError{}
+
+type closedError struct{}
+
+func (closedError) Error() string { return "geofailover: client is closed" }
+
+// Is reports a match with redis.ErrClosed.
+func (closedError) Is(target error) bool { return target == redis.ErrClosed }
 
 // ErrUnknownEndpoint is returned by calls naming an endpoint the client does
 // not have.

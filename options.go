@@ -44,9 +44,10 @@ type Options struct {
 	// or a broken Pub/Sub connection asks for one at once (at most one per
 	// tenth of the interval).
 	HealthCheckInterval time.Duration
-	// HealthCheckTimeout bounds one health check. It is also the dial timeout
-	// of member clients we build whose options leave DialTimeout at zero.
-	// Default 1 s.
+	// HealthCheckTimeout bounds each command of a health check (a check that
+	// must dial may spend up to the endpoint's DialTimeout dialling, on top).
+	// It is also the dial timeout of member clients we build whose options
+	// leave DialTimeout at zero. Default 1 s.
 	HealthCheckTimeout time.Duration
 	// HealthCheck is the probe run on each endpoint's dedicated connection.
 	// Default PingCheck; EchoCheck sends a random payload and checks the echo.

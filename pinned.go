@@ -34,15 +34,24 @@ func (c *Client) Watch(ctx context.Context, fn func(*redis.Tx) error, keys ...st
 	return err
 }
 
+// watchOn runs a Watch transaction on e. The WATCH itself is sent from
+// inside go-redis's callback, once our hooks are on the transaction, so the
+// user's hooks see it, it counts toward e's breaker, and its error is
+// returned as go-redis returns it; ran is set once fn starts.
 func (c *Client) watchOn(ctx context.Context, e *endpoint, fn func(*redis.Tx) error, ran *bool, keys []string) error {
 	return e.client().Watch(ctx, func(tx *redis.Tx) error {
-		*ran = true
 		for _, h := range c.hooks.Load().user {
 			tx.AddHook(h)
 		}
 		tx.AddHook(pinnedHook{c: c, e: e, guardExec: true})
+		if len(keys) > 0 {
+			if err := tx.Watch(ctx, keys...).Err(); err != nil {
+				return err
+			}
+		}
+		*ran = true
 		return fn(tx)
-	}, keys...)
+	})
 }
 
 // Conn returns a dedicated connection to the endpoint active now. It stays

@@ -146,7 +146,29 @@ func (c *Client) openBridge() (net.Conn, error) {
 	go func() { defer c.bridges.Done(); b.readFront() }()
 	go func() { defer c.bridges.Done(); b.out.run(back, stop) }()
 	go func() { defer c.bridges.Done(); b.run() }()
-	return front, nil
+	return frontConn{front}, nil
+}
+
+// frontConn is the front PubSub's end of the bridge's pipe. It reports a
+// closed pipe as a closed network connection (net.ErrClosed), as the TCP
+// connection of a plain go-redis PubSub would.
+type frontConn struct{ net.Conn }
+
+func (f frontConn) Read(p []byte) (int, error) {
+	n, err := f.Conn.Read(p)
+	return n, pipeErr("read", err)
+}
+
+func (f frontConn) Write(p []byte) (int, error) {
+	n, err := f.Conn.Write(p)
+	return n, pipeErr("write", err)
+}
+
+func pipeErr(op string, err error) error {
+	if errors.Is(err, io.ErrClosedPipe) {
+		return &net.OpError{Op: op, Net: "pipe", Err: net.ErrClosed}
+	}
+	return err
 }
 
 // readFront parses the commands the front PubSub writes.

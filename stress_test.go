@@ -64,9 +64,7 @@ func TestStressManagementAndTraffic(t *testing.T) {
 	var closing atomic.Bool
 	note := func(what string, err error) {
 		ops.Add(1)
-		// A PubSub open at Close reports the bridge's closed pipe (issue 11
-		// turns it into net.ErrClosed).
-		if closing.Load() && (errors.Is(err, io.ErrClosedPipe) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF)) {
+		if closing.Load() && (errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF)) {
 			return // in flight when Close closed the connections
 		}
 		if !expected(err) {

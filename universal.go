@@ -40,13 +40,30 @@ func (c *Client) AddHook(h redis.Hook) {
 	c.hooks.Store(c.newHookChain(hooks))
 }
 
-// PoolStats returns the active endpoint's pool statistics (empty when none
-// is active).
+// PoolStats returns the pool statistics of the active endpoint (empty when
+// none is active): its traffic pool and, added in, the pool that runs its
+// blocking commands, so every connection held for the application's
+// commands is counted. Health-check connections are not.
 func (c *Client) PoolStats() *redis.PoolStats {
-	if e := c.route.Load().active; e != nil {
-		return e.client().PoolStats()
+	e := c.route.Load().active
+	if e == nil {
+		return &redis.PoolStats{}
 	}
-	return &redis.PoolStats{}
+	st := e.client().PoolStats()
+	if e.blocking != nil {
+		b := e.blocking.client.Load().PoolStats()
+		st.Hits += b.Hits
+		st.Misses += b.Misses
+		st.Timeouts += b.Timeouts
+		st.WaitCount += b.WaitCount
+		st.Unusable += b.Unusable
+		st.WaitDurationNs += b.WaitDurationNs
+		st.TotalConns += b.TotalConns
+		st.IdleConns += b.IdleConns
+		st.StaleConns += b.StaleConns
+		st.PendingRequests += b.PendingRequests
+	}
+	return st
 }
 
 // AutoPipeline is not supported: an AutoPipeliner would bypass failover. It
