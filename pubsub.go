@@ -2,11 +2,13 @@ package geofailover
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,15 +20,27 @@ import (
 // Pub/Sub that follows failover.
 //
 // The *redis.PubSub that Subscribe returns belongs to an internal go-redis
-// client whose only "server" is an in-process bridge: its connection is one
-// end of a net.Pipe, and the bridge at the other end speaks just enough RESP2
-// to serve (P|S)SUBSCRIBE, (P|S)UNSUBSCRIBE and PING. The bridge keeps the
-// set of channels, patterns and shard channels, and holds the real
-// subscription, a *redis.PubSub on the active endpoint's client. When traffic
-// moves (failover, failback, SwitchTo) or that subscription breaks, the
-// bridge subscribes the whole set on the active endpoint and reports the gap
-// with EventPubSubInterrupted and EventPubSubRestored. The app's PubSub never
-// sees a disconnect: Channel() and ReceiveMessage go on delivering.
+// client whose connection leads to an in-process bridge instead of a
+// server. The bridge is a relay, not a fake server: every command the app's
+// PubSub sends ((P|S)SUBSCRIBE, (P|S)UNSUBSCRIBE, PING, CLIENT SETNAME) is
+// sent on a real subscription connection to the active endpoint (a
+// *redis.PubSub of that endpoint's client), and what the server answers —
+// confirmations with the server's own counts, messages, pongs, in the
+// server's order — is passed back. A command written by the app's PubSub
+// returns only once the bridge has written it to the real connection, so a
+// PUBLISH made after Subscribe returns finds the subscription in place, as
+// with a plain client.
+//
+// What the bridge adds: it keeps the set of channels, patterns and shard
+// channels (in the order they were subscribed), and when traffic moves
+// (failover, failback, SwitchTo) or the real connection breaks, it
+// subscribes the whole set on the active endpoint, hides that
+// re-subscription's confirmations from the app, and reports the gap with
+// EventPubSubInterrupted and EventPubSubRestored. The app's PubSub never
+// sees a disconnect: Channel() and ReceiveMessage go on delivering. While
+// no real connection is in place, the bridge answers the app itself
+// (UNSUBSCRIBE, PING) as the server would, and subscriptions are confirmed
+// when a server has confirmed them.
 //
 // Redis Pub/Sub is at-most-once: messages published while no subscription
 // was in place (the gap) are not delivered. Use Streams (XADD/XREAD) where
@@ -45,9 +59,10 @@ func (c *Client) newPubSubFront() *redis.Client {
 // and shard channel it holds is subscribed again on the new endpoint, and
 // Channel() and ReceiveMessage go on delivering. Messages published during
 // the gap (reported by EventPubSubInterrupted and EventPubSubRestored) are
-// not delivered: Redis Pub/Sub is at-most-once. A subscription's
-// confirmation comes when a real server has confirmed it. Close the PubSub
-// when done, as with go-redis.
+// not delivered: Redis Pub/Sub is at-most-once. On a healthy endpoint it
+// behaves as go-redis's: the server's confirmations, counts and order, and
+// the SUBSCRIBE is sent before Subscribe returns. Close the PubSub when
+// done, as with go-redis.
 func (c *Client) Subscribe(ctx context.Context, channels ...string) *redis.PubSub {
 	return c.psFront.Subscribe(ctx, channels...)
 }
@@ -79,25 +94,94 @@ var (
 	unsubscribeVerb = [3]string{"unsubscribe", "punsubscribe", "sunsubscribe"}
 )
 
+// kindOf returns the kind of a (un)subscribe confirmation, and whether it
+// confirms a subscription.
+func kindOf(verb string) (k subKind, subscribe, ok bool) {
+	for i := range subscribeVerb {
+		switch verb {
+		case subscribeVerb[i]:
+			return subKind(i), true, true
+		case unsubscribeVerb[i]:
+			return subKind(i), false, true
+		}
+	}
+	return 0, false, false
+}
+
 type subKey struct {
 	kind subKind
 	name string
 }
 
+// nameSet is a set of names that remembers the order they were added in.
+type nameSet struct {
+	order []string
+	index map[string]struct{}
+}
+
+func (s *nameSet) has(n string) bool { _, ok := s.index[n]; return ok }
+func (s *nameSet) len() int          { return len(s.order) }
+
+func (s *nameSet) add(n string) {
+	if s.index == nil {
+		s.index = map[string]struct{}{}
+	}
+	if !s.has(n) {
+		s.index[n] = struct{}{}
+		s.order = append(s.order, n)
+	}
+}
+
+func (s *nameSet) remove(n string) {
+	if !s.has(n) {
+		return
+	}
+	delete(s.index, n)
+	for i, o := range s.order {
+		if o == n {
+			s.order = append(s.order[:i:i], s.order[i+1:]...)
+			return
+		}
+	}
+}
+
+func (s *nameSet) list() []string { return append([]string(nil), s.order...) }
+
+// replyKind is what the app's PubSub awaits for a relayed PING or CLIENT
+// command: both come back from go-redis as a *redis.Pong.
+type replyKind uint8
+
+const (
+	replyPing   replyKind = iota // PING while subscribed: ["pong", payload]
+	replyPlain                   // PING with no subscription: +PONG or the payload
+	replyStatus                  // CLIENT SETNAME: +OK
+)
+
+// frontCommand is one command the app's PubSub wrote; done is closed once
+// it has been written to the real connection (or answered by the bridge).
+type frontCommand struct {
+	args []string
+	done chan struct{}
+}
+
 // bridge serves one front PubSub connection.
 type bridge struct {
 	c    *Client
-	conn net.Conn // our end of the pipe
+	conn net.Conn // our end of the pipe: replies to the front
 	ctx  context.Context
 	stop context.CancelFunc
 
-	in     chan []string     // commands from the front (readFront)
+	in     chan frontCommand // from frontConn.Write
 	events chan memberEvent  // from member subscriptions
 	out    outbox            // to the front (writeFront)
-	subs   [3]map[string]int // the subscription set, by kind (value unused)
-	// pending counts the front's subscribe requests not yet confirmed by a
-	// real server: the confirmation is forwarded when it arrives.
-	pending map[subKey]int
+	subs   [3]nameSet        // the subscription set, by kind, in order
+	// pending counts the front's (un)subscribe requests a server has not
+	// yet confirmed: its confirmation is passed on when it arrives; other
+	// confirmations (a re-subscription's) are the bridge's own.
+	pending   map[subKey]int
+	unpending map[subKey]int
+	replies   []replyKind     // relayed PING/CLIENT commands awaiting replies, in order
+	waiting   []chan struct{} // front commands to release once the member is ready
 
 	mem      *member // the current real subscription, or nil
 	retry    *time.Timer
@@ -118,12 +202,12 @@ type member struct {
 
 type memberEvent struct {
 	m     *member
-	msg   any   // *redis.Message or *redis.Subscription
+	msg   any   // *redis.Message, *redis.Subscription or *redis.Pong
 	ready bool  // the snapshot was sent
 	err   error // the subscription broke; runMember has returned
 }
 
-// openBridge starts a bridge and returns the front's end of its pipe.
+// openBridge starts a bridge and returns the front's end of it.
 func (c *Client) openBridge() (net.Conn, error) {
 	c.bridgeMu.Lock()
 	defer c.bridgeMu.Unlock()
@@ -134,34 +218,115 @@ func (c *Client) openBridge() (net.Conn, error) {
 	ctx, stop := context.WithCancel(c.ctx)
 	b := &bridge{
 		c: c, conn: back, ctx: ctx, stop: stop,
-		in:      make(chan []string),
-		events:  make(chan memberEvent),
-		pending: map[subKey]int{},
-	}
-	for i := range b.subs {
-		b.subs[i] = map[string]int{}
+		in:        make(chan frontCommand),
+		events:    make(chan memberEvent),
+		pending:   map[subKey]int{},
+		unpending: map[subKey]int{},
 	}
 	b.out.init()
-	c.bridges.Add(3)
-	go func() { defer c.bridges.Done(); b.readFront() }()
+	c.bridges.Add(2)
 	go func() { defer c.bridges.Done(); b.out.run(back, stop) }()
 	go func() { defer c.bridges.Done(); b.run() }()
-	return frontConn{front}, nil
+	return &frontConn{Conn: front, b: b}, nil
 }
 
-// frontConn is the front PubSub's end of the bridge's pipe. It reports a
-// closed pipe as a closed network connection (net.ErrClosed), as the TCP
-// connection of a plain go-redis PubSub would.
-type frontConn struct{ net.Conn }
+// frontConn is the front PubSub's connection. Reads come from the bridge
+// through a pipe. Writes are parsed into commands and handed to the bridge
+// synchronously: Write returns once each command has been written to the
+// real connection (or answered by the bridge), within the write deadline.
+// A closed bridge is reported as a closed network connection
+// (net.ErrClosed), as the TCP connection of a plain go-redis PubSub would.
+type frontConn struct {
+	net.Conn // the front's end of the pipe
+	b        *bridge
 
-func (f frontConn) Read(p []byte) (int, error) {
+	mu       sync.Mutex // serializes Write; guards buf and deadline
+	buf      []byte     // a partial command
+	deadline time.Time
+}
+
+func (f *frontConn) Read(p []byte) (int, error) {
 	n, err := f.Conn.Read(p)
+	if errors.Is(err, io.EOF) && f.b.c.ctx.Err() != nil {
+		err = io.ErrClosedPipe // the Client was closed, not the server
+	}
 	return n, pipeErr("read", err)
 }
 
-func (f frontConn) Write(p []byte) (int, error) {
-	n, err := f.Conn.Write(p)
-	return n, pipeErr("write", err)
+func (f *frontConn) Write(p []byte) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.buf = append(f.buf, p...)
+	var expired <-chan time.Time
+	if !f.deadline.IsZero() {
+		t := time.NewTimer(time.Until(f.deadline))
+		defer t.Stop()
+		expired = t.C
+	}
+	for len(f.buf) > 0 {
+		args, n, err := parseCommand(f.buf)
+		if errors.Is(err, errIncomplete) {
+			break
+		}
+		if err != nil {
+			return 0, err
+		}
+		f.buf = f.buf[n:]
+		cmd := frontCommand{args: args, done: make(chan struct{})}
+		for _, wait := range []func() bool{
+			func() bool {
+				select {
+				case f.b.in <- cmd:
+					return true
+				case <-f.b.ctx.Done():
+				case <-expired:
+				}
+				return false
+			},
+			func() bool {
+				select {
+				case <-cmd.done:
+					return true
+				case <-f.b.ctx.Done():
+				case <-expired:
+				}
+				return false
+			},
+		} {
+			if !wait() {
+				if f.b.ctx.Err() != nil {
+					return 0, &net.OpError{Op: "write", Net: "pipe", Err: net.ErrClosed}
+				}
+				return 0, &net.OpError{Op: "write", Net: "pipe", Err: os.ErrDeadlineExceeded}
+			}
+		}
+	}
+	if len(f.buf) == 0 {
+		f.buf = nil
+	}
+	return len(p), nil
+}
+
+func (f *frontConn) SetDeadline(t time.Time) error {
+	_ = f.SetWriteDeadline(t)
+	return f.SetReadDeadline(t)
+}
+
+func (f *frontConn) SetReadDeadline(t time.Time) error {
+	return pipeErr("set deadline", f.Conn.SetReadDeadline(t))
+}
+
+func (f *frontConn) SetWriteDeadline(t time.Time) error {
+	f.mu.Lock()
+	f.deadline = t
+	f.mu.Unlock()
+	return nil
+}
+
+// Close ends the bridge too.
+func (f *frontConn) Close() error {
+	f.b.stop()
+	return f.Conn.Close()
 }
 
 func pipeErr(op string, err error) error {
@@ -169,23 +334,6 @@ func pipeErr(op string, err error) error {
 		return &net.OpError{Op: op, Net: "pipe", Err: net.ErrClosed}
 	}
 	return err
-}
-
-// readFront parses the commands the front PubSub writes.
-func (b *bridge) readFront() {
-	defer b.stop()
-	rd := bufio.NewReader(b.conn)
-	for {
-		args, err := readCommand(rd)
-		if err != nil {
-			return
-		}
-		select {
-		case b.in <- args:
-		case <-b.ctx.Done():
-			return
-		}
-	}
 }
 
 // run is the bridge's owner goroutine: all its state is touched here only.
@@ -201,8 +349,8 @@ func (b *bridge) run() {
 		select {
 		case <-b.ctx.Done():
 			return
-		case args := <-b.in:
-			b.command(args)
+		case cmd := <-b.in:
+			b.command(cmd)
 		case ev := <-b.events:
 			b.memberEvent(ev)
 		case <-r.changed:
@@ -236,18 +384,19 @@ func (b *bridge) follow(r *route) {
 		b.dropMember()
 	}
 	if r.active == nil || b.total() == 0 && len(b.pending) == 0 {
-		return // nothing to subscribe, or nowhere to: wait for a change
+		b.release() // nothing to subscribe, or nowhere to: wait for a change
+		return
 	}
 	b.startMember(r.active)
 }
 
-func (b *bridge) total() int { return len(b.subs[0]) + len(b.subs[1]) + len(b.subs[2]) }
+func (b *bridge) total() int { return b.subs[0].len() + b.subs[1].len() + b.subs[2].len() }
 
 func (b *bridge) startMember(e *endpoint) {
 	m := &member{e: e, ps: e.client().Subscribe(b.ctx), awaiting: map[subKey]struct{}{}}
 	for k := range b.subs {
-		for name := range b.subs[k] {
-			m.snapshot[k] = append(m.snapshot[k], name)
+		m.snapshot[k] = b.subs[k].list()
+		for _, name := range m.snapshot[k] {
 			m.awaiting[subKey{subKind(k), name}] = struct{}{}
 		}
 	}
@@ -258,15 +407,37 @@ func (b *bridge) startMember(e *endpoint) {
 
 // dropMember closes the current real subscription. It does not wait: a
 // member still dialling a black-holed endpoint must not hold up the bridge.
-// Its goroutine ends on its own; events it still sends are ignored.
+// Its goroutine ends on its own; events it still sends are ignored. The
+// replies the front awaits from it are answered by the bridge.
 func (b *bridge) dropMember() {
 	m := b.mem
 	if m == nil {
 		return
 	}
 	b.mem = nil
+	for _, kind := range b.replies {
+		b.out.push(localReply(kind, "", b.total() > 0))
+	}
+	b.replies = nil
+	// Unsubscriptions it did not confirm are done anyway: the bridge
+	// confirms them.
+	for key, n := range b.unpending {
+		for range n {
+			b.out.push(encodeSubscription(unsubscribeVerb[key.kind], key.name, b.count(key.kind)))
+		}
+	}
+	clear(b.unpending)
+	b.release()
 	b.c.bridges.Add(1)
 	go func() { defer b.c.bridges.Done(); _ = m.ps.Close() }()
+}
+
+// release lets the front's waiting writes return.
+func (b *bridge) release() {
+	for _, done := range b.waiting {
+		close(done)
+	}
+	b.waiting = nil
 }
 
 // runMember subscribes m's snapshot on its endpoint, then relays what the
@@ -321,6 +492,7 @@ func (b *bridge) memberEvent(ev memberEvent) {
 	case ev.ready:
 		m.ready = true
 		b.reconcile(m)
+		b.release()
 		b.maybeCloseGap()
 	default:
 		b.deliver(m, ev.msg)
@@ -328,27 +500,30 @@ func (b *bridge) memberEvent(ev memberEvent) {
 }
 
 // reconcile brings a member whose snapshot was sent up to date with what
-// the front asked for meanwhile.
+// the front asked for meanwhile, in the order it asked.
 func (b *bridge) reconcile(m *member) {
 	for k := range b.subs {
-		had := make(map[string]bool, len(m.snapshot[k]))
+		var had nameSet
 		for _, n := range m.snapshot[k] {
-			had[n] = true
+			had.add(n)
 		}
 		var add, remove []string
-		for n := range b.subs[k] {
-			if !had[n] {
+		for _, n := range b.subs[k].order {
+			if !had.has(n) {
 				add = append(add, n)
+				m.awaiting[subKey{subKind(k), n}] = struct{}{}
 			}
 		}
-		for n := range had {
-			if _, ok := b.subs[k][n]; !ok {
+		for _, n := range had.order {
+			if !b.subs[k].has(n) {
 				remove = append(remove, n)
 			}
 		}
 		b.memberCall(subKind(k), true, add)
 		b.memberCall(subKind(k), false, remove)
 	}
+	// Subscriptions the front repeated for names already in the snapshot
+	// are confirmed by the snapshot's own confirmations (pending).
 }
 
 // memberCall sends a (un)subscribe to the current member. A failure shows
@@ -365,68 +540,110 @@ func (b *bridge) memberCall(k subKind, subscribe bool, names []string) {
 	_ = f[k](b.ctx, names...)
 }
 
-// deliver forwards a real server's message or confirmation to the front.
+// deliver passes a real server's message, confirmation or pong to the
+// front, as the server sent it, unless it answers the bridge's own
+// re-subscription.
 func (b *bridge) deliver(m *member, msg any) {
 	switch msg := msg.(type) {
 	case *redis.Subscription:
-		var k subKind
-		switch msg.Kind {
-		case "subscribe":
-			k = kindChannel
-		case "psubscribe":
-			k = kindPattern
-		case "ssubscribe":
-			k = kindShard
-		default:
-			return // unsubscribe confirmations: the front had its own
-		}
-		key := subKey{k, msg.Channel}
-		delete(m.awaiting, key)
-		// Confirm every request for it the front made (Redis confirms each).
-		for range b.pending[key] {
-			b.out.push(encodeSubscription(subscribeVerb[k], msg.Channel, b.count(k)))
-		}
-		delete(b.pending, key)
-		b.maybeCloseGap()
-	case *redis.Message:
-		if msg.Pattern != "" {
-			if _, ok := b.subs[kindPattern][msg.Pattern]; ok {
-				b.out.push(encodeMessage(msg))
-			}
+		k, sub, ok := kindOf(msg.Kind)
+		if !ok {
 			return
 		}
-		_, ch := b.subs[kindChannel][msg.Channel]
-		_, sh := b.subs[kindShard][msg.Channel]
-		if ch || sh {
+		key := subKey{k, msg.Channel}
+		counts := b.unpending
+		if sub {
+			delete(m.awaiting, key)
+			counts = b.pending
+		}
+		if counts[key] > 0 {
+			if counts[key]--; counts[key] == 0 {
+				delete(counts, key)
+			}
+			b.out.push(encodeSubscription(msg.Kind, msg.Channel, msg.Count))
+		}
+		b.maybeCloseGap()
+	case *redis.Message:
+		if b.wants(msg) {
 			b.out.push(encodeMessage(msg))
 		}
+	case *redis.Pong:
+		kind := replyPing
+		if len(b.replies) > 0 {
+			kind, b.replies = b.replies[0], b.replies[1:]
+		}
+		b.out.push(localReply(kind, msg.Payload, true))
 	}
+}
+
+// wants reports whether the front is subscribed to what msg was sent for,
+// or has an unsubscription of it in flight (the server may still send it
+// messages, as it would to a plain client). Messages for what the bridge
+// alone still had subscribed are not the front's.
+func (b *bridge) wants(msg *redis.Message) bool {
+	if msg.Pattern != "" {
+		return b.subs[kindPattern].has(msg.Pattern) || b.unpending[subKey{kindPattern, msg.Pattern}] > 0
+	}
+	return b.subs[kindChannel].has(msg.Channel) || b.subs[kindShard].has(msg.Channel) ||
+		b.unpending[subKey{kindChannel, msg.Channel}] > 0 || b.unpending[subKey{kindShard, msg.Channel}] > 0
+}
+
+// localReply encodes the reply to a PING or CLIENT command: kind says
+// which; subscribed, for a PING, whether the connection holds subscriptions
+// (the server then answers with an array).
+func localReply(kind replyKind, payload string, subscribed bool) []byte {
+	switch kind {
+	case replyStatus:
+		if payload == "" {
+			payload = "OK"
+		}
+		return []byte("+" + payload + "\r\n")
+	case replyPlain:
+		if payload == "" || payload == "PONG" {
+			return []byte("+PONG\r\n")
+		}
+		return appendBulk(nil, payload)
+	}
+	if !subscribed {
+		return localReply(replyPlain, payload, false)
+	}
+	return encodePong(payload)
 }
 
 // count is the subscription count Redis would report: channels and
 // patterns together, shard channels on their own.
 func (b *bridge) count(k subKind) int {
 	if k == kindShard {
-		return len(b.subs[kindShard])
+		return b.subs[kindShard].len()
 	}
-	return len(b.subs[kindChannel]) + len(b.subs[kindPattern])
+	return b.subs[kindChannel].len() + b.subs[kindPattern].len()
 }
 
+// ready reports whether commands can be relayed now.
+func (b *bridge) ready() bool { return b.mem != nil && b.mem.ready }
+
 // command serves one command from the front PubSub.
-func (b *bridge) command(args []string) {
-	if len(args) == 0 {
+func (b *bridge) command(cmd frontCommand) {
+	if b.handle(cmd.args) && b.mem != nil && !b.mem.ready {
+		b.waiting = append(b.waiting, cmd.done) // written once the member is ready
 		return
 	}
+	close(cmd.done)
+}
+
+// handle applies one command; it reports whether the command waits for the
+// member to be ready before it counts as sent.
+func (b *bridge) handle(args []string) (waits bool) {
+	if len(args) == 0 {
+		return false
+	}
 	verb := strings.ToLower(args[0])
-	for k := range subscribeVerb {
-		switch verb {
-		case subscribeVerb[k]:
-			b.subscribe(subKind(k), args[1:])
-			return
-		case unsubscribeVerb[k]:
-			b.unsubscribe(subKind(k), args[1:])
-			return
+	if k, sub, ok := kindOf(verb); ok {
+		if sub {
+			return b.subscribe(k, args[1:])
 		}
+		b.unsubscribe(k, args[1:])
+		return false
 	}
 	switch verb {
 	case "ping":
@@ -434,49 +651,88 @@ func (b *bridge) command(args []string) {
 		if len(args) > 1 {
 			payload = args[1]
 		}
-		b.out.push(encodePong(payload))
+		if !b.ready() {
+			b.out.push(localReply(replyPing, payload, b.total() > 0))
+			return false
+		}
+		kind := replyPing
+		if b.total() == 0 {
+			kind = replyPlain
+		}
+		b.replies = append(b.replies, kind)
+		_ = b.mem.ps.Ping(b.ctx, args[1:]...)
+	case "client":
+		if len(args) == 3 && strings.EqualFold(args[1], "setname") && b.ready() {
+			b.replies = append(b.replies, replyStatus)
+			_ = b.mem.ps.ClientSetName(b.ctx, args[2])
+			return false
+		}
+		b.out.push([]byte("+OK\r\n"))
 	case "hello":
 		// go-redis then falls back to RESP2 without AUTH.
 		b.out.push([]byte("-ERR unknown command 'hello'\r\n"))
-	case "client", "quit", "reset":
+	case "quit", "reset":
 		b.out.push([]byte("+OK\r\n"))
 	default:
 		b.out.push([]byte(fmt.Sprintf("-ERR geofailover: %q is not allowed on a Pub/Sub connection\r\n", verb)))
 	}
+	return false
 }
 
-func (b *bridge) subscribe(k subKind, names []string) {
+// subscribe adds names and relays the SUBSCRIBE; the server's
+// confirmations answer it. It reports whether the command must wait for the
+// member to be ready.
+func (b *bridge) subscribe(k subKind, names []string) (waits bool) {
 	for _, n := range names {
-		b.subs[k][n] = 0
+		b.subs[k].add(n)
 		b.pending[subKey{k, n}]++
 	}
-	if b.mem == nil {
-		if b.retry == nil {
-			b.follow(b.c.route.Load())
+	switch {
+	case b.ready():
+		for _, n := range names {
+			b.mem.awaiting[subKey{k, n}] = struct{}{}
 		}
-		return
+		b.memberCall(k, true, names)
+		return false
+	case b.mem == nil && b.retry == nil:
+		b.follow(b.c.route.Load())
 	}
-	b.memberCall(k, true, names)
+	return b.mem != nil
 }
 
+// unsubscribe removes names (all of the kind when none are given) and
+// relays the UNSUBSCRIBE, whose confirmations come from the server; with no
+// real connection in place, the bridge confirms them itself.
 func (b *bridge) unsubscribe(k subKind, names []string) {
-	if len(names) == 0 {
-		for n := range b.subs[k] {
-			names = append(names, n)
-		}
-		if len(names) == 0 {
-			b.out.push(encodeSubscription(unsubscribeVerb[k], "", b.count(k)))
-			return
-		}
+	all := len(names) == 0
+	if all {
+		names = b.subs[k].list()
 	}
 	for _, n := range names {
-		key := subKey{k, n}
-		delete(b.subs[k], n)
-		delete(b.pending, key)
+		b.subs[k].remove(n)
+		delete(b.pending, subKey{k, n})
 		if b.mem != nil {
-			delete(b.mem.awaiting, key)
+			delete(b.mem.awaiting, subKey{k, n})
 		}
-		b.out.push(encodeSubscription(unsubscribeVerb[k], n, b.count(k)))
+	}
+	if !b.ready() {
+		if len(names) == 0 {
+			b.out.push(encodeSubscription(unsubscribeVerb[k], "", b.count(k)))
+		}
+		for i, n := range names {
+			// Counts as the server would give them, one name at a time.
+			b.out.push(encodeSubscription(unsubscribeVerb[k], n, b.count(k)+len(names)-1-i))
+		}
+		b.maybeCloseGap()
+		return
+	}
+	if len(names) == 0 {
+		b.unpending[subKey{k, ""}]++ // the server answers with a nil channel
+		_ = [3]func(context.Context, ...string) error{b.mem.ps.Unsubscribe, b.mem.ps.PUnsubscribe, b.mem.ps.SUnsubscribe}[k](b.ctx)
+		return
+	}
+	for _, n := range names {
+		b.unpending[subKey{k, n}]++
 	}
 	b.memberCall(k, false, names)
 	b.maybeCloseGap()
@@ -518,6 +774,24 @@ func (b *bridge) scheduleRetry() {
 		b.backoff = time.Second
 	}
 	b.retry = time.NewTimer(b.backoff)
+}
+
+// errIncomplete: the buffer holds only part of a command.
+var errIncomplete = errors.New("geofailover: pubsub bridge: incomplete command")
+
+// parseCommand parses the first command in buf and returns it with the
+// number of bytes it took, or errIncomplete.
+func parseCommand(buf []byte) ([]string, int, error) {
+	r := bytes.NewReader(buf)
+	rd := bufio.NewReaderSize(r, max(16, len(buf)))
+	args, err := readCommand(rd)
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return nil, 0, errIncomplete
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	return args, len(buf) - r.Len() - rd.Buffered(), nil
 }
 
 // outbox queues bytes for the front and writes them on its own goroutine,
