@@ -24,7 +24,7 @@ func DefaultIsEndpointFailure(err error) bool {
 	switch {
 	case err == nil, errors.Is(err, redis.Nil), errors.Is(err, context.Canceled):
 		return false
-	case errors.Is(err, ErrNoHealthyEndpoint), errors.Is(err, ErrClosed), errors.Is(err, ErrEndpointChanged):
+	case errors.Is(err, ErrNoHealthyEndpoint), errors.Is(err, ErrEndpointChanged):
 		return false // our own verdicts, not an endpoint's answer
 	}
 	var rerr redis.Error
@@ -110,7 +110,7 @@ func failureOf(err error) failure {
 	switch {
 	case err == nil, errors.Is(err, redis.Nil),
 		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded),
-		errors.Is(err, ErrNoHealthyEndpoint), errors.Is(err, ErrClosed):
+		errors.Is(err, ErrNoHealthyEndpoint):
 		return failNone
 	case errors.Is(err, ErrEndpointChanged):
 		return failAmbiguous // a blocking command interrupted by a switch

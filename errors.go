@@ -15,17 +15,10 @@ import (
 // when no endpoint can take a command. Test for it with errors.Is.
 var ErrNoHealthyEndpoint = errors.New("geofailover: no healthy endpoint")
 
-// ErrClosed is returned by every operation on a closed Client. It also
-// satisfies errors.Is(err, redis.ErrClosed), as a closed go-redis client's
-// errors do.
-var ErrClosed error = closedError{}
-
-type closedError struct{}
-
-func (closedError) Error() string { return "geofailover: client is closed" }
-
-// Is reports a match with redis.ErrClosed.
-func (closedError) Is(target error) bool { return target == redis.ErrClosed }
+// ErrClosed is returned by every operation on a closed Client. It is
+// go-redis's own redis.ErrClosed ("redis: client is closed"), so code that
+// checks for it keeps working unchanged.
+var ErrClosed = redis.ErrClosed
 
 // ErrUnknownEndpoint is returned by calls naming an endpoint the client does
 // not have.

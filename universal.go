@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -14,6 +15,18 @@ import (
 
 // Do runs an arbitrary command on the active endpoint.
 func (c *Client) Do(ctx context.Context, args ...any) *redis.Cmd { return c.front.Do(ctx, args...) }
+
+// DoRaw runs an arbitrary command on the active endpoint and returns its
+// reply as raw RESP bytes, as (*redis.Client).DoRaw does.
+func (c *Client) DoRaw(ctx context.Context, args ...any) *redis.RawCmd {
+	return c.front.DoRaw(ctx, args...)
+}
+
+// DoRawWriteTo runs an arbitrary command on the active endpoint and writes
+// its raw RESP reply to w, as (*redis.Client).DoRawWriteTo does.
+func (c *Client) DoRawWriteTo(ctx context.Context, w io.Writer, args ...any) *redis.RawWriteToCmd {
+	return c.front.DoRawWriteTo(ctx, w, args...)
+}
 
 // Process runs cmd on the active endpoint.
 func (c *Client) Process(ctx context.Context, cmd redis.Cmder) error {
