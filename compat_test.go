@@ -204,14 +204,8 @@ func TestSlowDialBecomesReady(t *testing.T) {
 // TestPubSubReceiveAtClose: a ReceiveMessage blocked when the client closes
 // gets an error satisfying errors.Is(err, net.ErrClosed), as with go-redis.
 func TestPubSubReceiveAtClose(t *testing.T) {
-	srv := failovertest.StartServer(t)
-	c := oneEndpoint(t, &redis.Options{Addr: srv.Addr}, nil)
+	_, c, ps := subscribed(t, "ch")
 	ctx := ctxFor(t, testTimeout)
-	ps := c.Subscribe(ctx, "ch")
-	defer ps.Close()
-	if _, err := ps.Receive(ctx); err != nil {
-		t.Fatal(err)
-	}
 	got := make(chan error, 1)
 	go func() { _, err := ps.ReceiveMessage(ctx); got <- err }()
 	time.Sleep(50 * time.Millisecond)
@@ -240,6 +234,21 @@ func TestPoolStatsCountBlocking(t *testing.T) {
 	if after.Hits+after.Misses != before.Hits+before.Misses+1 || after.TotalConns < 1 {
 		t.Fatalf("PoolStats before %+v, after a BLPOP %+v: the BLPOP's connection is not counted", before, after)
 	}
+}
+
+// subscribed starts a server and a one-endpoint client over it, and returns
+// them with a PubSub on channel whose subscription the server confirmed.
+func subscribed(t *testing.T, channel string) (*failovertest.Server, *geofailover.Client, *redis.PubSub) {
+	t.Helper()
+	srv := failovertest.StartServer(t)
+	c := oneEndpoint(t, &redis.Options{Addr: srv.Addr}, nil)
+	ctx := ctxFor(t, testTimeout)
+	ps := c.Subscribe(ctx, channel)
+	t.Cleanup(func() { ps.Close() })
+	if _, err := ps.Receive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return srv, c, ps
 }
 
 func must(t *testing.T, err error) {

@@ -154,14 +154,8 @@ func TestPubSubPublishRightAfterSubscribe(t *testing.T) {
 // TestPubSubClientSetName: CLIENT SETNAME on the PubSub reaches the
 // server's subscription connection, and its reply comes back.
 func TestPubSubClientSetName(t *testing.T) {
-	srv := failovertest.StartServer(t)
-	c := oneEndpoint(t, &redis.Options{Addr: srv.Addr}, nil)
+	srv, _, ps := subscribed(t, "named")
 	ctx := ctxFor(t, testTimeout)
-	ps := c.Subscribe(ctx, "named")
-	defer ps.Close()
-	if _, err := ps.Receive(ctx); err != nil {
-		t.Fatal(err)
-	}
 	must(t, ps.ClientSetName(ctx, "my-subscriber"))
 	if _, err := ps.Receive(ctx); err != nil {
 		t.Fatal(err)
