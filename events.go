@@ -33,6 +33,7 @@ const (
 	EventPubSubRestored
 )
 
+// String returns the kind's name ("switch", "breaker-opened", ...).
 func (k EventKind) String() string {
 	switch k {
 	case EventInitialSelection:
@@ -70,6 +71,7 @@ const (
 	ReasonRemoved               // the active endpoint was removed
 )
 
+// String returns the reason's name ("breaker", "failback", ...).
 func (r SwitchReason) String() string {
 	switch r {
 	case ReasonBreaker:

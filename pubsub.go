@@ -744,7 +744,7 @@ func (b *bridge) openGap(from string) {
 		return
 	}
 	b.gapStart, b.gapFrom = time.Now(), from
-	b.c.events.publish(Event{Kind: EventPubSubInterrupted, At: b.gapStart, From: from, Subscriptions: b.total()})
+	b.c.emit(Event{Kind: EventPubSubInterrupted, At: b.gapStart, From: from, Subscriptions: b.total()})
 }
 
 // maybeCloseGap ends an open gap once the current member has confirmed
@@ -759,7 +759,7 @@ func (b *bridge) maybeCloseGap() {
 		return
 	}
 	now := time.Now()
-	b.c.events.publish(Event{Kind: EventPubSubRestored, At: now, GapStart: b.gapStart,
+	b.c.emit(Event{Kind: EventPubSubRestored, At: now, GapStart: b.gapStart,
 		From: b.gapFrom, To: m.e.name, Subscriptions: b.total()})
 	b.gapStart, b.gapFrom = time.Time{}, ""
 }

@@ -14,6 +14,7 @@ const (
 	Unhealthy
 )
 
+// String returns the health's name: "unknown", "healthy" or "unhealthy".
 func (h Health) String() string {
 	switch h {
 	case Healthy:
@@ -34,6 +35,7 @@ const (
 	BreakerOpen
 )
 
+// String returns the state's name: "closed" or "open".
 func (s BreakerState) String() string {
 	if s == BreakerOpen {
 		return "open"

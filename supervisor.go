@@ -120,7 +120,7 @@ func (s *supervisor) step(now time.Time) {
 	}
 	s.decide(now)
 	if len(s.evs) > 0 {
-		s.c.events.publish(s.evs...)
+		s.c.emit(s.evs...)
 		s.evs = s.evs[:0]
 	}
 }
@@ -378,7 +378,6 @@ func (s *supervisor) onCheck(r checkResult) {
 	}
 	if e.health != prev {
 		s.emit(Event{Kind: EventHealthChanged, At: r.at, Endpoint: e.name, Health: e.health, PrevHealth: prev, Err: r.err})
-		s.c.cfg.Logger.Info("geofailover: health changed", "endpoint", e.name, "from", prev, "to", e.health, "err", r.err)
 	}
 }
 
@@ -453,7 +452,6 @@ func (s *supervisor) decide(now time.Time) {
 		if target == nil {
 			s.enterAllDown(now)
 			s.emit(Event{Kind: EventAllDown, At: now})
-			s.cfg.Logger.Warn("geofailover: no endpoint is up at startup")
 		}
 	}
 	fallback := s.best(func(e *endpoint) bool { return e != target && e.eligible(now) })
@@ -515,22 +513,17 @@ func (s *supervisor) switchTo(from, to *endpoint, now time.Time) {
 		to.restoredAt = now // traffic returns to an endpoint that failed before
 	}
 	fromName, toName := nameOf(from), nameOf(to)
-	log := s.cfg.Logger
 	switch {
 	case to == nil:
 		s.enterAllDown(now)
 		s.emit(Event{Kind: EventAllDown, At: now, From: fromName, Reason: reason, DetectionTime: detection, Err: lastErr})
-		log.Warn("geofailover: all endpoints down", "last", fromName, "reason", reason)
 		return
 	case !s.started:
 		s.emit(Event{Kind: EventInitialSelection, At: now, To: toName})
-		log.Info("geofailover: initial selection", "endpoint", toName)
 	case s.allDown:
 		s.emit(Event{Kind: EventRecovered, At: now, To: toName, From: fromName})
-		log.Info("geofailover: recovered", "endpoint", toName)
 	default:
 		s.emit(Event{Kind: EventSwitch, At: now, From: fromName, To: toName, Reason: reason, DetectionTime: detection, Err: lastErr})
-		log.Info("geofailover: switch", "from", fromName, "to", toName, "reason", reason, "detection", detection)
 	}
 	s.allDown = false
 	s.c.allDown.Store(false)
