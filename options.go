@@ -189,8 +189,6 @@ type config struct {
 	tripAfter   int64 // consecutive failures that trip a breaker (0: rule off)
 }
 
-// validate checks opts and returns a copy with the defaults filled in. Errors
-// name the offending field.
 // Validate checks opts as New does, without starting anything. Errors name
 // the field ("Options.Endpoints[1]: ...", "Options.GracePeriod ...").
 func Validate(opts *Options) error {
@@ -201,6 +199,8 @@ func Validate(opts *Options) error {
 // MaxEndpoints is the most endpoints a Client can have at once.
 const MaxEndpoints = 250
 
+// validate checks opts and returns a copy with the defaults filled in.
+// Errors name the offending field.
 func validate(opts *Options) (*config, error) {
 	if opts == nil {
 		return nil, fmt.Errorf("geofailover: Options is nil")

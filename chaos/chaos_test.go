@@ -200,7 +200,7 @@ func TestHardKill(t *testing.T) {
 				tune = quick
 			}
 			rs, c := lab(t, []float64{1, 0.5}, false, tune)
-			rep := outage(t, c, rs[0], rs[1], rs[0].srv.Kill, func() { must(t, rs[0].srv.Restart()) },
+			rep := outage(t, c, rs[0], rs[1], func() { must(t, rs[0].srv.Kill()) }, func() { must(t, rs[0].srv.Restart()) },
 				checks{moved: true, failback: true, maxSwitches: 2}, failovertest.Workload{})
 			if rep.Errors.Reads > 0 {
 				t.Errorf("%d read errors on a hard kill; reads are replayed", rep.Errors.Reads)
@@ -402,7 +402,7 @@ func TestThousandGoroutines(t *testing.T) {
 			o.Endpoints[i].Options.PoolSize = 100
 		}
 	})
-	rep := outage(t, c, rs[0], rs[1], rs[0].srv.Kill, func() { must(t, rs[0].srv.Restart()) },
+	rep := outage(t, c, rs[0], rs[1], func() { must(t, rs[0].srv.Kill()) }, func() { must(t, rs[0].srv.Restart()) },
 		checks{timeout: 2 * time.Second, moved: true, failback: true, maxSwitches: 2},
 		failovertest.Workload{Workers: 1000, Pause: 5 * time.Millisecond})
 	if !rep.AllWorkersMoved {

@@ -23,21 +23,29 @@
 // A test of your own service looks like this:
 //
 //	func TestSurvivesRegionLoss(t *testing.T) {
-//		east, west := failovertest.StartServer(t), failovertest.StartServer(t)
-//		c, _ := geofailover.New(&geofailover.Options{Endpoints: []geofailover.Endpoint{
+//		ctx := context.Background()
+//		east, west := failovertest.StartServer(t), failovertest.StartServer(t) // real redis-server, cleaned up
+//		c, err := geofailover.New(&geofailover.Options{Endpoints: []geofailover.Endpoint{
 //			{Name: "east", Weight: 1, URL: "redis://" + east.Addr},
 //			{Name: "west", Weight: 0.5, URL: "redis://" + west.Addr},
 //		}})
+//		if err != nil {
+//			t.Fatal(err)
+//		}
 //		defer c.Close()
-//		c.WaitReady(ctx)
-//		run := failovertest.Workload{}.Start(c)
+//		if err := c.WaitReady(ctx); err != nil {
+//			t.Fatal(err)
+//		}
+//		run := failovertest.Workload{}.Start(c) // 8 workers, SET+GET, 100 ms timeout
 //		time.Sleep(200 * time.Millisecond)
 //		at := time.Now()
-//		east.Kill()
+//		if err := east.Kill(); err != nil { // or Pause(), or a proxy fault
+//			t.Fatal(err)
+//		}
 //		time.Sleep(time.Second)
 //		rep := run.Stop().Analyze(failovertest.Outage{From: "east", To: "west", At: at})
 //		if !rep.Moved || rep.Errors.Reads > 0 {
-//			t.Fatalf("service did not survive: %v", rep)
+//			t.Fatal(rep)
 //		}
 //	}
 package failovertest

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
@@ -240,5 +242,101 @@ func TestWorkloadTimeline(t *testing.T) {
 	}
 	if before == 0 || after == 0 {
 		t.Errorf("%d successes on east before, %d on west after", before, after)
+	}
+}
+
+// TestWorkloadThroughAService: steps that reach the client through an HTTP
+// service (not with the step's ctx) are attributed to the endpoint that
+// served them, reported with Served or inferred from the client, so the
+// kit can assert failover and failback of a service.
+func TestWorkloadThroughAService(t *testing.T) {
+	east, west := failovertest.StartServer(t), failovertest.StartServer(t)
+	c, err := geofailover.New(&geofailover.Options{Endpoints: []geofailover.Endpoint{
+		{Name: "east", Weight: 1, URL: "redis://" + east.Addr},
+		{Name: "west", Weight: 0.5, URL: "redis://" + west.Addr},
+	}, HealthCheckInterval: 50 * time.Millisecond, GracePeriod: 200 * time.Millisecond, FailbackDelay: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The service: one handler writes through the client and says which
+	// endpoint served it.
+	svc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var tr geofailover.Trace
+		if err := c.Set(geofailover.WithTrace(r.Context(), &tr), "svc", "v", 0).Err(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("X-Endpoint", tr.Endpoint)
+	}))
+	defer svc.Close()
+	hc := svc.Client()
+	call := func(ctx context.Context) (*http.Response, error) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, svc.URL, nil)
+		resp, err := hc.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return nil, errors.New(resp.Status)
+		}
+		return resp, nil
+	}
+	run := failovertest.Workload{Workers: 4, Timeout: time.Second, Steps: []failovertest.Step{
+		{Name: "POST reported", Write: true, Do: func(ctx context.Context, _ redis.UniversalClient, _, _ int) error {
+			resp, err := call(ctx)
+			if err == nil {
+				failovertest.Served(ctx, resp.Header.Get("X-Endpoint"))
+			}
+			return err
+		}},
+		{Name: "POST inferred", Write: true, Do: func(ctx context.Context, _ redis.UniversalClient, _, _ int) error {
+			_, err := call(ctx)
+			return err
+		}},
+	}}.Start(c)
+	time.Sleep(200 * time.Millisecond)
+	at := time.Now()
+	if err := east.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	for c.Active() != "west" {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond)
+	healed := time.Now()
+	if err := east.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	for c.Active() != "east" {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond)
+	tl := run.Stop()
+	rep := tl.Analyze(failovertest.Outage{From: "east", To: "west", At: at, Recovered: healed})
+	t.Log(rep)
+	if !rep.Moved || !rep.FailedBack {
+		t.Fatalf("the kit did not see the service fail over and back: %v", rep)
+	}
+	reported, inferred := 0, 0
+	for _, r := range tl.Records {
+		switch {
+		case r.Err != nil:
+		case r.Step == "POST reported" && r.Endpoint != "" && !r.Inferred:
+			reported++
+		case r.Step == "POST inferred" && r.Endpoint != "" && r.Inferred:
+			inferred++
+		default:
+			t.Fatalf("record %+v: attribution wrong", r)
+		}
+	}
+	if reported == 0 || inferred == 0 {
+		t.Fatalf("%d reported and %d inferred attributions", reported, inferred)
 	}
 }

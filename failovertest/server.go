@@ -271,17 +271,21 @@ func (s *Server) PID() int {
 	return s.cmd.Process.Pid
 }
 
-// Kill sends SIGKILL and waits for the process to be gone. Safe to repeat.
-func (s *Server) Kill() {
+// Kill sends SIGKILL and waits for the process to be gone. Safe to repeat:
+// killing a server that is not running returns nil.
+func (s *Server) Kill() error {
 	s.mu.Lock()
 	cmd, exited := s.cmd, s.exited
 	s.cmd = nil
 	s.mu.Unlock()
 	if cmd == nil {
-		return
+		return nil
 	}
-	_ = cmd.Process.Signal(syscall.SIGKILL)
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("failovertest: kill redis-server %s: %w", s.Addr, err)
+	}
 	<-exited
+	return nil
 }
 
 // Pause sends SIGSTOP: the server keeps its sockets but answers nothing.

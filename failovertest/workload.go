@@ -33,7 +33,8 @@ type Step struct {
 type Workload struct {
 	Workers int           // goroutines; default 8
 	Timeout time.Duration // per command; default 100 ms
-	Pause   time.Duration // between rounds; default 1 ms (negative: none)
+	Pause   time.Duration // between rounds; default 1 ms (a negative value is taken as NoPause)
+	NoPause bool          // no pause between rounds
 	Steps   []Step        // each round's commands; default SET then GET
 	// OnRecord, if set, is called with every record as it is made, from the
 	// worker goroutines (concurrently): for live views.
@@ -59,8 +60,18 @@ type Record struct {
 	Step       string
 	Write      bool
 	Start, End time.Time
-	// Endpoint served the command's last attempt ("" if none did).
+	// Endpoint served the command's last attempt ("" if none did). It is
+	// known, in this order: from the geofailover client itself when the
+	// step passes its ctx to the client's calls (geofailover.WithTrace);
+	// from the step, when it reports it with Served (for work that reaches
+	// the client some other way, such as a request to your service, which
+	// may return the endpoint in a response header); else, for a step that
+	// succeeded, it is the client's active endpoint when the step ended
+	// (Inferred is then true).
 	Endpoint string
+	// Inferred says Endpoint was taken from the client's active endpoint,
+	// not observed on the command.
+	Inferred bool
 	// Attempts is 1, or 2 when the command was retried on another endpoint.
 	Attempts int
 	// Err is what the caller got; NotApplied says it proves the command
@@ -94,7 +105,10 @@ func (w Workload) Start(c *geofailover.Client) *Run {
 	if w.Timeout <= 0 {
 		w.Timeout = 100 * time.Millisecond
 	}
-	if w.Pause == 0 {
+	switch {
+	case w.NoPause || w.Pause < 0:
+		w.Pause = 0
+	case w.Pause == 0:
 		w.Pause = time.Millisecond
 	}
 	if len(w.Steps) == 0 {
@@ -131,7 +145,9 @@ func (r *Run) worker(id int) {
 			default:
 			}
 			var tr geofailover.Trace
-			ctx, cancel := context.WithTimeout(geofailover.WithTrace(context.Background(), &tr), r.w.Timeout)
+			var served servedBy
+			ctx := context.WithValue(geofailover.WithTrace(context.Background(), &tr), servedKey{}, &served)
+			ctx, cancel := context.WithTimeout(ctx, r.w.Timeout)
 			start := time.Now()
 			err := s.Do(ctx, r.c, id, n)
 			end := time.Now()
@@ -140,6 +156,13 @@ func (r *Run) worker(id int) {
 				Worker: id, Step: s.Name, Write: s.Write, Start: start, End: end,
 				Endpoint: tr.Endpoint, Attempts: tr.Attempts, Err: err,
 				NotApplied: err != nil && geofailover.NotApplied(err),
+			}
+			switch {
+			case rec.Endpoint != "":
+			case served.name() != "":
+				rec.Endpoint, rec.Attempts = served.name(), max(rec.Attempts, 1)
+			case err == nil:
+				rec.Endpoint, rec.Attempts, rec.Inferred = r.c.Active(), 1, true
 			}
 			if r.w.OnRecord != nil {
 				r.w.OnRecord(rec)
@@ -156,6 +179,33 @@ func (r *Run) worker(id int) {
 			case <-time.After(r.w.Pause):
 			}
 		}
+	}
+}
+
+type servedKey struct{}
+
+// servedBy is what a step reported with Served.
+type servedBy struct {
+	mu       sync.Mutex
+	endpoint string
+}
+
+func (s *servedBy) name() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.endpoint
+}
+
+// Served lets a workload step report which endpoint served its work, when
+// that work does not pass the step's ctx to the geofailover client (a
+// request to your service, say, whose handler can return c.Active() or a
+// geofailover.Trace's endpoint in a response header). Call it with the ctx
+// the step was given; it does nothing with any other context.
+func Served(ctx context.Context, endpoint string) {
+	if s, ok := ctx.Value(servedKey{}).(*servedBy); ok {
+		s.mu.Lock()
+		s.endpoint = endpoint
+		s.mu.Unlock()
 	}
 }
 

@@ -44,9 +44,9 @@ func startRegions(names []string, weights []float64, inProcess bool) (regions []
 			if err != nil {
 				return nil, "", nil, err
 			}
-			stops = append([]func(){s.Kill}, stops...) // kill before removing the directory
+			stops = append([]func(){func() { _ = s.Kill() }}, stops...) // kill before removing the directory
 			regions = append(regions, &region{name: n, weight: weights[i], addr: s.Addr,
-				down: func() error { s.Kill(); return nil }, up: s.Restart})
+				down: s.Kill, up: s.Restart})
 			kind = fmt.Sprintf("redis-server %s (%s)", s.Version, bin)
 		}
 		return regions, kind, cleanup, nil
