@@ -118,20 +118,7 @@ func Load(path string) (*geofailover.Options, error) {
 // Parse parses YAML data; name (a file name) prefixes error messages. The
 // result has passed geofailover.Validate.
 func Parse(name string, data []byte) (*geofailover.Options, error) {
-	fail := func(line int, format string, args ...any) error {
-		if line > 0 {
-			return fmt.Errorf("config: %s:%d: %s", name, line, fmt.Sprintf(format, args...))
-		}
-		return fmt.Errorf("config: %s: %s", name, fmt.Sprintf(format, args...))
-	}
-	yamlErr := func(err error) error {
-		if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
-			var line int
-			fmt.Sscan(m[1], &line)
-			return fail(line, "%s", m[2])
-		}
-		return fail(0, "%s", strings.TrimPrefix(err.Error(), "yaml: "))
-	}
+	fail, yamlErr := reporters(name)
 	var doc yaml.Node
 	if err := yaml.NewDecoder(bytes.NewReader(data)).Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
@@ -142,7 +129,32 @@ func Parse(name string, data []byte) (*geofailover.Options, error) {
 	if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
 		return nil, fail(doc.Line, "the document must be a mapping with an endpoints list")
 	}
-	root := doc.Content[0]
+	return parseNode(doc.Content[0], fail, yamlErr)
+}
+
+// reporters return the error makers for a file called name: fail for a
+// message at a line (0: none), yamlErr for an error from the YAML decoder.
+func reporters(name string) (fail func(int, string, ...any) error, yamlErr func(error) error) {
+	fail = func(line int, format string, args ...any) error {
+		if line > 0 {
+			return fmt.Errorf("config: %s:%d: %s", name, line, fmt.Sprintf(format, args...))
+		}
+		return fmt.Errorf("config: %s: %s", name, fmt.Sprintf(format, args...))
+	}
+	yamlErr = func(err error) error {
+		if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
+			var line int
+			fmt.Sscan(m[1], &line)
+			return fail(line, "%s", m[2])
+		}
+		return fail(0, "%s", strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	return fail, yamlErr
+}
+
+// parseNode checks and converts a mapping node: a whole file (Parse) or a
+// section of one (Section).
+func parseNode(root *yaml.Node, fail func(int, string, ...any) error, yamlErr func(error) error) (*geofailover.Options, error) {
 	if err := checkKeys(root, reflect.TypeOf(File{}), ""); err != nil {
 		var ke *keyError
 		if errors.As(err, &ke) {
@@ -167,6 +179,40 @@ func Parse(name string, data []byte) (*geofailover.Options, error) {
 		return nil, fail(lineOf(root, err), "%s", strings.TrimPrefix(err.Error(), "geofailover: "))
 	}
 	return opts, nil
+}
+
+// Section is the library's settings embedded in your application's own
+// YAML file, with the keys Parse accepts. Give your config struct a field of
+// this type, decode your file with gopkg.in/yaml.v3, then call Options:
+//
+//	var cfg struct {
+//		Listen string         `yaml:"listen"`
+//		Redis  config.Section `yaml:"redis"`
+//	}
+//	err := yaml.Unmarshal(data, &cfg)
+//	opts, err := cfg.Redis.Options("app.yaml")
+//
+// Errors give the lines of your file.
+type Section struct{ node *yaml.Node }
+
+// UnmarshalYAML keeps the section's node for Options.
+func (s *Section) UnmarshalYAML(n *yaml.Node) error {
+	s.node = n
+	return nil
+}
+
+// Options checks and converts the section as Parse does a whole file; name
+// (your file's name) prefixes error messages. The result has passed
+// geofailover.Validate; set Logger and OnEvent on it before geofailover.New.
+func (s *Section) Options(name string) (*geofailover.Options, error) {
+	fail, yamlErr := reporters(name)
+	if s == nil || s.node == nil {
+		return nil, fail(0, "the geofailover section is missing")
+	}
+	if s.node.Kind != yaml.MappingNode {
+		return nil, fail(s.node.Line, "the geofailover section must be a mapping with an endpoints list")
+	}
+	return parseNode(s.node, fail, yamlErr)
 }
 
 // options converts the document.
