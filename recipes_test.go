@@ -5,6 +5,10 @@ package geofailover_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -103,4 +107,126 @@ func TestRecipeCloseStopsABlockedConsumer(t *testing.T) {
 		}
 	}
 	t.Logf("Close interrupted the blocked consumers in %v", time.Since(start))
+}
+
+// BEGIN consume
+// consume reads stream with consumer group group as consumer me, through a
+// switch between regions, until ctx ends; handle must be idempotent (an
+// entry may be handled again after a switch: delivery is at-least-once).
+func consume(ctx context.Context, c *geofailover.Client, stream, group, me string, handle func(redis.XMessage)) {
+	id := "0" // first our own pending entries, then new ones (">")
+	for ctx.Err() == nil {
+		res, err := c.XReadGroup(ctx, &redis.XReadGroupArgs{Group: group, Consumer: me,
+			Streams: []string{stream, id}, Count: 100, Block: 200 * time.Millisecond}).Result()
+		switch {
+		case errors.Is(err, geofailover.ErrEndpointChanged):
+			id = "0" // the wait was interrupted by a switch: re-read our pending entries there
+			continue
+		case err != nil && strings.HasPrefix(err.Error(), "NOGROUP"):
+			// This region has no such group yet: create it, from the start
+			// of the stream (BUSYGROUP: another consumer just did).
+			if err := c.XGroupCreateMkStream(ctx, stream, group, "0").Err(); err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
+				time.Sleep(100 * time.Millisecond)
+			}
+			id = "0"
+			continue
+		case errors.Is(err, redis.Nil):
+			id = ">"
+			continue
+		case err != nil:
+			time.Sleep(100 * time.Millisecond) // all down, or a timeout: try again
+			continue
+		}
+		msgs := res[0].Messages
+		if id == "0" && len(msgs) == 0 {
+			id = ">" // no pending entries left: read new ones
+			continue
+		}
+		for _, m := range msgs {
+			handle(m)
+			c.XAck(ctx, stream, group, m.ID)
+		}
+	}
+}
+
+// END consume
+
+// TestRecipeStreamConsumerAcrossRegions: a consumer group reader keeps
+// going when traffic moves to a region where its group does not exist yet,
+// and every entry is handled at least once. (The entries are written to
+// both servers, as Active-Active replication would.)
+func TestRecipeStreamConsumerAcrossRegions(t *testing.T) {
+	east, west, c := pair(t, fast)
+	waitHealthy(t, c, "west")
+	ctx := ctxFor(t, testTimeout)
+	both := []*redis.Client{direct(t, east), direct(t, west)}
+	add := func(from, to int) {
+		for i := from; i < to; i++ {
+			id := fmt.Sprintf("%d-1", i+1)
+			for _, r := range both {
+				if r == both[0] && east.PID() == 0 {
+					continue // east is down
+				}
+				must(t, r.XAdd(ctx, &redis.XAddArgs{Stream: "jobs", ID: id, Values: []any{"n", i}}).Err())
+			}
+		}
+	}
+	add(0, 50)
+	var mu sync.Mutex
+	handled := map[string]int{}
+	cctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		consume(cctx, c, "jobs", "workers", "w1", func(m redis.XMessage) {
+			mu.Lock()
+			handled[m.ID]++
+			mu.Unlock()
+		})
+	}()
+	waitFor(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(handled) == 50 })
+	must(t, east.Kill())
+	waitActive(t, c, "west")
+	add(50, 100)
+	waitFor(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(handled) == 100 })
+	stop()
+	<-done
+	for i := range 100 {
+		if id := fmt.Sprintf("%d-1", i+1); handled[id] == 0 {
+			t.Fatalf("entry %s never handled", id)
+		}
+	}
+	again := 0
+	for _, n := range handled {
+		again += n - 1
+	}
+	t.Logf("100 entries handled, %d of them again after the switch (at-least-once)", again)
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(testTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %v", testTimeout)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestRecipesInREADME: the README shows consume as it is here (whitespace
+// aside), so the recipe users copy is the one tested.
+func TestRecipesInREADME(t *testing.T) {
+	src, err := os.ReadFile("recipes_test.go")
+	must(t, err)
+	m := regexp.MustCompile(`(?s)// BEGIN consume\n(.*)\n// END consume`).FindSubmatch(src)
+	if m == nil {
+		t.Fatal("recipe markers not found")
+	}
+	readme, err := os.ReadFile("README.md")
+	must(t, err)
+	squash := func(s string) string { return strings.Join(strings.Fields(s), "") }
+	if !strings.Contains(squash(string(readme)), squash(string(m[1]))) {
+		t.Fatal("README.md does not show consume as recipes_test.go has it")
+	}
 }
