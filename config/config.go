@@ -183,16 +183,8 @@ func parseNode(root *yaml.Node, fail func(int, string, ...any) error, yamlErr fu
 
 // Section is the library's settings embedded in your application's own
 // YAML file, with the keys Parse accepts. Give your config struct a field of
-// this type, decode your file with gopkg.in/yaml.v3, then call Options:
-//
-//	var cfg struct {
-//		Listen string         `yaml:"listen"`
-//		Redis  config.Section `yaml:"redis"`
-//	}
-//	err := yaml.Unmarshal(data, &cfg)
-//	opts, err := cfg.Redis.Options("app.yaml")
-//
-// Errors give the lines of your file.
+// this type, decode your file with gopkg.in/yaml.v3, then call Options (see
+// ExampleSection). Errors give the lines of your file.
 type Section struct{ node *yaml.Node }
 
 // UnmarshalYAML keeps the section's node for Options.

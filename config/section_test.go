@@ -65,6 +65,28 @@ redis:
 	}
 }
 
+// embedded is the README's embedding snippet, compiled.
+func embedded(data []byte) (*geofailover.Client, error) {
+	// BEGIN embed
+	var cfg struct {
+		Listen string         `yaml:"listen"`
+		Redis  config.Section `yaml:"redis"`
+	}
+	if err := yaml.Unmarshal(data, &cfg); err != nil {
+		return nil, err
+	}
+	opts, err := cfg.Redis.Options("app.yaml")
+	if err != nil {
+		return nil, err
+	}
+	opts.Logger = slog.Default()
+	c, err := geofailover.New(opts)
+	// END embed
+	return c, err
+}
+
+var _ = embedded
+
 // Example: an application's own YAML file with the library's section in
 // it: decode, convert, add the logger and the event callback, start.
 func ExampleSection() {

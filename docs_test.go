@@ -1,0 +1,115 @@
+package geofailover_test
+
+// The README's Go code, compiled: each block the README shows lies between
+// BEGIN and END markers in a test file (here, in failovertest and config,
+// and in recipes_test.go), and TestREADMECodeBlocks checks that every Go
+// block of the README is one of them, whitespace aside.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/geofailover/geofailover"
+)
+
+// quickStart is the README's quick start (compiled, not run: its hosts are
+// examples).
+func quickStart(ctx context.Context) error {
+	// BEGIN quickstart
+	c, err := geofailover.New(&geofailover.Options{
+		Endpoints: []geofailover.Endpoint{
+			{Name: "eu-west", Weight: 1.0, Options: &redis.Options{Addr: "eu.example:6379"}},
+			{Name: "us-east", Weight: 0.5, URL: "rediss://user:pass@us.example:6380/0"},
+		},
+		OnEvent: func(ev geofailover.Event) { log.Printf("%v %s->%s %v", ev.Kind, ev.From, ev.To, ev.Reason) },
+	})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.Set(ctx, "k", "v", 0) // any go-redis command, pipeline or transaction
+	fmt.Println(c.Active()) // "eu-west"
+	// END quickstart
+	return nil
+}
+
+// readEvents is the README's stream reader that resumes after a switch.
+func readEvents(ctx context.Context, c *geofailover.Client, handle func(redis.XMessage)) {
+	// BEGIN xread
+	last := "0"
+	for {
+		res, err := c.XRead(ctx, &redis.XReadArgs{Streams: []string{"events", last}, Block: 5 * time.Second}).Result()
+		if errors.Is(err, geofailover.ErrEndpointChanged) || errors.Is(err, redis.Nil) {
+			continue // the switch interrupted the wait, or nothing new: read again
+		}
+		if err != nil {
+			continue // back off, then retry
+		}
+		for _, m := range res[0].Messages {
+			handle(m)
+			last = m.ID
+		}
+	}
+	// END xread
+}
+
+var _ = quickStart
+var _ = readEvents
+
+var markerRE = regexp.MustCompile(`(?s)// BEGIN (\w+)\n(.*?)\n\s*// END (\w+)`)
+
+// TestREADMECodeBlocks: every Go block in the README is code a test
+// compiles (whitespace and the README's shorter one-line forms aside).
+func TestREADMECodeBlocks(t *testing.T) {
+	var compiled []string
+	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, "_test.go") {
+			return err
+		}
+		src, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, m := range markerRE.FindAllStringSubmatch(string(src), -1) {
+			compiled = append(compiled, squashCode(m[2]))
+		}
+		return nil
+	})
+	must(t, err)
+	readme, err := os.ReadFile("README.md")
+	must(t, err)
+	blocks := regexp.MustCompile("(?s)```go\n(.*?)```").FindAllStringSubmatch(string(readme), -1)
+	if len(blocks) < 5 {
+		t.Fatalf("found %d Go blocks in the README", len(blocks))
+	}
+	for _, b := range blocks {
+		want := squashCode(b[1])
+		found := false
+		for _, c := range compiled {
+			found = found || strings.Contains(c, want)
+		}
+		if !found {
+			first, _, _ := strings.Cut(strings.TrimSpace(b[1]), "\n")
+			t.Errorf("README block starting %q is not compiled by any test (put it between BEGIN/END markers)", first)
+		}
+	}
+}
+
+// squashCode drops whitespace, comment markers of Go doc examples, and the
+// braces gofmt adds around the README's one-line "if err != nil { return
+// err }" forms, so layout differences do not count.
+func squashCode(s string) string {
+	s = regexp.MustCompile(`(?m)^\s*//\t`).ReplaceAllString(s, "")
+	return strings.Join(strings.Fields(s), "")
+}
