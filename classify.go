@@ -12,7 +12,7 @@ import (
 )
 
 // DefaultIsEndpointFailure is the one rule for what counts against an
-// endpoint's breaker (SPEC §4). Errors that say nothing about the endpoint's
+// endpoint's breaker (README: "What counts as a failure"). Errors that say nothing about the endpoint's
 // health do not count: redis.Nil, ordinary server replies such as WRONGTYPE,
 // syntax errors or NOSCRIPT, and the caller's own cancellation. Transport
 // errors (dial, EOF, reset, timeouts), a closed or exhausted pool, and the
@@ -27,17 +27,34 @@ func DefaultIsEndpointFailure(err error) bool {
 	case errors.Is(err, ErrNoHealthyEndpoint), errors.Is(err, ErrEndpointChanged):
 		return false // our own verdicts, not an endpoint's answer
 	}
-	var rerr redis.Error
-	if errors.As(err, &rerr) && !isTransportError(err) {
-		msg := rerr.Error()
-		for _, prefix := range endpointFailureReplies {
-			if strings.HasPrefix(msg, prefix) {
-				return true
-			}
-		}
-		return false
+	if isReply(err) {
+		return isRefusingReply(err)
 	}
 	return true
+}
+
+// isReply reports an error that is a server's reply (not the connection's).
+func isReply(err error) bool {
+	var rerr redis.Error
+	return errors.As(err, &rerr) && !isTransportError(err)
+}
+
+// isRefusingReply reports a server reply that refuses to run the command
+// because the endpoint cannot serve (endpointFailureReplies). It is the one
+// place that reads the list: such a reply both counts against the endpoint
+// and proves the command was not run.
+func isRefusingReply(err error) bool {
+	var rerr redis.Error
+	if !errors.As(err, &rerr) {
+		return false
+	}
+	msg := rerr.Error()
+	for _, prefix := range endpointFailureReplies {
+		if strings.HasPrefix(msg, prefix) {
+			return true
+		}
+	}
+	return false
 }
 
 // endpointFailureReplies are the server replies that mean the endpoint
@@ -104,7 +121,8 @@ const (
 	failAmbiguous
 )
 
-// failureOf classifies err for the replay rules (SPEC §4). It is the one
+// failureOf classifies err for the replay rules (README: "What happens to
+// each kind of command during a switch"). It is the one
 // place that decides whether a failed command may have been applied.
 func failureOf(err error) failure {
 	switch {
@@ -117,13 +135,9 @@ func failureOf(err error) failure {
 	case isUnsent(err):
 		return failUnsent
 	}
-	var rerr redis.Error
-	if errors.As(err, &rerr) && !isTransportError(err) {
-		msg := rerr.Error()
-		for _, prefix := range endpointFailureReplies {
-			if strings.HasPrefix(msg, prefix) {
-				return failUnsent // refused, not run
-			}
+	if isReply(err) {
+		if isRefusingReply(err) {
+			return failUnsent // refused, not run
 		}
 		return failNone
 	}

@@ -34,7 +34,7 @@ func TestKillUnderLoad(t *testing.T) {
 	reads, writes, sample := w.errorsAfter(killStart)
 	t.Logf("kill under load: first success on west <= %v after SIGKILL; errors: %d reads, %d writes %v; slowest command %v; %d ops",
 		first+killedAt.Sub(killStart), reads, writes, sample, w.maxDur, w.ops.Load())
-	// Reads that lost their answer are replayed on west (SPEC §5: 0 read
+	// Reads that lost their answer are replayed on west (the README: 0 read
 	// errors); writes may fail only while in flight, one per worker.
 	if writes > 8 || reads > 0 {
 		t.Errorf("workload saw %d read and %d write errors, want 0 reads and at most one write per worker", reads, writes)

@@ -93,7 +93,7 @@ func waitHealthy(t *testing.T, c *geofailover.Client, name string) {
 	}
 }
 
-// workload is the reference workload of SPEC §5: workers doing SET+GET with
+// workload is the README's reference workload: workers doing SET+GET with
 // a per-command timeout and a pause between rounds.
 type workload struct {
 	c       *geofailover.Client

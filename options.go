@@ -10,7 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Defaults for every Options knob (SPEC §3). A zero Options field means the
+// Defaults for every Options knob (README: "Options and defaults"). A zero Options field means the
 // matching default below.
 const (
 	DefaultHealthCheckInterval        = 1 * time.Second
@@ -99,16 +99,22 @@ type Options struct {
 	// DisableStallDetection switches the stalled-endpoint rule off.
 	DisableStallDetection bool
 
-	// GracePeriod is how long an endpoint that traffic left because it failed
-	// cannot be chosen again. It doubles each time the same endpoint fails
-	// again within twice its current grace period after being restored, up to
-	// GracePeriodMax, and falls back to GracePeriod once it stays good that
-	// long. Defaults 10 s and 5 min.
+	// GracePeriod is how long an endpoint cannot be chosen again after its
+	// breaker opened, or after traffic left it because it turned unhealthy
+	// (a standby that merely fails its checks gets no grace period: it is
+	// unhealthy until its checks pass). It doubles each time the same
+	// endpoint fails again within twice its current grace period after
+	// being restored, up to GracePeriodMax, and falls back to GracePeriod
+	// once it stays good that long. When every endpoint is down, an
+	// endpoint whose last check passed may serve despite its grace period.
+	// Defaults: GracePeriod 10 s; GracePeriodMax the larger of 5 min and
+	// GracePeriod.
 	GracePeriod    time.Duration
 	GracePeriodMax time.Duration
 	// FailbackDelay is how long an endpoint with a higher weight than the
-	// active one must have been healthy (and out of its grace period) before
-	// traffic fails back to it. Default 3 s.
+	// active one must have been healthy, every health check passing since
+	// its last failure, before traffic fails back to it (it must also be out
+	// of its grace period). Default 3 s.
 	FailbackDelay time.Duration
 	// DisableFailback keeps traffic on the endpoint it failed over to until
 	// that one fails too or SwitchTo is called.
@@ -129,7 +135,10 @@ type Options struct {
 	ReplayWrites bool
 
 	// IsEndpointFailure decides whether a command error counts against the
-	// endpoint that returned it. Default DefaultIsEndpointFailure. An error
+	// endpoint that returned it. Default DefaultIsEndpointFailure. It does
+	// not change which failed commands are retried elsewhere: that depends
+	// on whether the command can have run (README: "What happens to each
+	// kind of command during a switch"). An error
 	// that is the caller's context ending (cancelled, or its deadline spent
 	// before the command reached a connection) never counts, whatever this
 	// function says.

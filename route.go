@@ -68,7 +68,7 @@ func (c *Client) retryTarget(ctx context.Context, r *route) *endpoint {
 
 // process is the command path: route cmd to the active endpoint; if it
 // failed unsent, or may have been applied but is safe to replay, send it
-// once more to the next one (SPEC §4).
+// once more to the next one (the README's replay rules).
 func (c *Client) process(ctx context.Context, cmd redis.Cmder) error {
 	r := c.route.Load()
 	if r.active == nil {

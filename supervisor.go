@@ -280,7 +280,7 @@ func (s *supervisor) replaceMember(e *endpoint) redis.UniversalClient {
 // has just left because it failed: it gets a fresh traffic client and the
 // old one is closed at once. On a hung server those commands would
 // otherwise wait out their deadlines; now they fail at once, and the reads
-// among them are replayed on the new endpoint (SPEC §4).
+// among them are replayed on the new endpoint.
 func (s *supervisor) abandon(e *endpoint) {
 	if old := s.replaceMember(e); old != nil {
 		_ = old.Close()
@@ -384,9 +384,10 @@ func (s *supervisor) onCheck(r checkResult) {
 // choose is the selection rule, the one place that decides which endpoint
 // should be active now. Postcondition: it returns
 //   - the pinned endpoint (SwitchTo) while it is usable, or always if forced;
-//   - else the active endpoint while it is usable, unless a higher-weight
-//     eligible endpoint has been healthy, with every check passing, for
-//     FailbackDelay (failback);
+//   - else the active endpoint while it is usable, unless an endpoint of
+//     higher weight is eligible and has been healthy, with every check
+//     passing, for FailbackDelay: then the highest-weight such endpoint
+//     (failback), even if a better one is not yet stable;
 //   - else the highest-weight eligible endpoint (failover), except that at
 //     startup it waits for higher-weight endpoints' first check;
 //   - else, since anything beats nothing, the active endpoint if its last
@@ -407,8 +408,15 @@ func (s *supervisor) choose(now time.Time) *endpoint {
 	best := s.best(func(e *endpoint) bool { return e.eligible(now) })
 	a := s.active
 	if a != nil && a.usable(now) {
-		if best != nil && best.weight > a.weight && !s.cfg.DisableFailback && now.Sub(best.stableSince()) >= s.cfg.FailbackDelay {
-			return best
+		if s.cfg.DisableFailback {
+			return a
+		}
+		// Failback: the best of the endpoints preferred to a that have been
+		// stable for FailbackDelay, even if a better one is not yet.
+		if up := s.best(func(e *endpoint) bool {
+			return e.weight > a.weight && e.eligible(now) && now.Sub(e.stableSince()) >= s.cfg.FailbackDelay
+		}); up != nil {
+			return up
 		}
 		return a
 	}

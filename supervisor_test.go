@@ -26,7 +26,7 @@ type harness struct {
 func newHarness(t *testing.T, tune func(*Options), weights ...float64) *harness {
 	opts := &Options{}
 	for i, w := range weights {
-		opts.Endpoints = append(opts.Endpoints, Endpoint{Name: []string{"east", "west", "north"}[i], Weight: w, URL: "redis://127.0.0.1:1"})
+		opts.Endpoints = append(opts.Endpoints, Endpoint{Name: []string{"east", "west", "north", "south"}[i], Weight: w, URL: "redis://127.0.0.1:1"})
 	}
 	if tune != nil {
 		tune(opts)
@@ -343,6 +343,39 @@ func TestDrainCounts(t *testing.T) {
 		}
 		if n := e.live.inflight(); n != 0 {
 			t.Fatalf("inflight %d after all calls ended", n)
+		}
+	})
+}
+
+// TestFailbackToABetterEndpointNotTheBest: with the best endpoint not yet
+// stable, traffic fails back to a better one that is, then on to the best
+// once it is stable too.
+func TestFailbackToABetterEndpointNotTheBest(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil, 1, 0.6, 0.3)
+		h.checkAll("east", "west") // only north is up at start
+		if h.active() != "north" {
+			t.Fatalf("active %q, want north", h.active())
+		}
+		// west comes back first; east 3 s later, so that east is healthy
+		// (at 5 s) before it has been so for FailbackDelay, while west has.
+		for i := range 11 {
+			time.Sleep(time.Second)
+			if i >= 3 {
+				h.check("east", nil)
+			} else {
+				h.check("east", io.EOF)
+			}
+			h.check("west", nil)
+			h.check("north", nil)
+		}
+		// west has been healthy since 2 s, east since 5 s: both stable now.
+		if got := h.active(); got != "east" {
+			t.Fatalf("active %q after both recovered, want east", got)
+		}
+		sw := h.events(EventSwitch)
+		if len(sw) != 2 || sw[0].To != "west" || sw[1].To != "east" {
+			t.Fatalf("switches %+v: want failback to west (stable first), then to east", sw)
 		}
 	})
 }

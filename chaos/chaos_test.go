@@ -258,7 +258,7 @@ func TestResetStorm(t *testing.T) {
 }
 
 // TestFlapping: the preferred endpoint goes down and up every 2 s for a
-// minute (10 in soak mode); switches stay bounded (SPEC §5: at most 6 a
+// minute (10 in soak mode); switches stay bounded (at most 6 a
 // minute), with default options.
 func TestFlapping(t *testing.T) {
 	d := time.Minute

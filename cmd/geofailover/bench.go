@@ -18,7 +18,7 @@ import (
 
 const benchHelp = `geofailover bench: measure failover and failback, reproducibly.
 
-Runs the reference scenario of the project's SPEC (§5) against real local
+Runs the README's reference scenario against real local
 redis-server processes: east (weight 1) and west (weight 0.5), a client with
 default options, and either no traffic or 8 workers doing SET+GET with a
 100 ms timeout per command and a 1 ms pause. Each fault (kill: SIGKILL;
@@ -265,7 +265,7 @@ func benchMarkdown(runs []benchRun, options string) string {
 		groups[k] = append(groups[k], r)
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "Reference scenario (SPEC §5), %s; median [min-max] of %d run(s) each. Times in ms.\n\n", options, len(runs)/max(len(order), 1))
+	fmt.Fprintf(&b, "Reference scenario, %s; median [min-max] of %d run(s) each. Times in ms.\n\n", options, len(runs)/max(len(order), 1))
 	b.WriteString("| fault | traffic | active switched | first success on west | all workers moved | read errors | write errors | slowest command | failback | switches |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, k := range order {
