@@ -38,10 +38,11 @@ import (
 )
 
 // Client is a go-redis client that fails over between endpoints. It is safe
-// for concurrent use. All command methods come from the embedded
-// redis.Cmdable and reach the active endpoint.
+// for concurrent use. All command methods come from an embedded
+// redis.Cmdable (unexported, so it cannot be replaced) and reach the active
+// endpoint.
 type Client struct {
-	redis.Cmdable // the front client: command methods that route through us
+	cmdable // the front client: command methods that route through us
 
 	cfg     *config
 	front   *redis.Client // commands and pipelines; never dials
@@ -71,6 +72,10 @@ type Client struct {
 
 var _ redis.UniversalClient = (*Client)(nil)
 
+// cmdable is redis.Cmdable under a name that keeps the embedded field
+// unexported while its methods are promoted to Client.
+type cmdable = redis.Cmdable
+
 // New validates opts and starts the client. It does not wait for the
 // network: the first health checks run in the background, and commands
 // issued before the initial selection wait for it (bounded by their
@@ -87,7 +92,7 @@ func New(opts *Options) (*Client, error) {
 	c.front = newFront(routingHook{c: c}, nil)
 	c.txFront = newFront(routingHook{c: c, tx: true}, nil)
 	c.psFront = c.newPubSubFront()
-	c.Cmdable = c.front
+	c.cmdable = c.front
 	c.events = newEventQueue()
 	if cfg.OnEvent != nil {
 		c.events.subscribe(cfg.OnEvent, true)
@@ -394,7 +399,7 @@ func (s *supervisor) find(name string) *endpoint {
 // SetWeight changes an endpoint's weight (> 0, finite) and re-evaluates the
 // choice of active endpoint at once.
 func (c *Client) SetWeight(name string, weight float64) error {
-	if err := validateEndpoint(&Endpoint{Name: name, Weight: weight, Client: c}); err != nil {
+	if err := validateWeight(name, weight); err != nil {
 		return fmt.Errorf("geofailover: SetWeight: %w", err)
 	}
 	var err error

@@ -113,3 +113,41 @@ func squashCode(s string) string {
 	s = regexp.MustCompile(`(?m)^\s*//\t`).ReplaceAllString(s, "")
 	return strings.Join(strings.Fields(s), "")
 }
+
+// TestREADMERulesNameTests: every rule in "The rules, in plain words" names
+// a test that shows it, and every test it names exists.
+func TestREADMERulesNameTests(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	must(t, err)
+	text := string(readme)
+	start := strings.Index(text, "## The rules, in plain words")
+	end := strings.Index(text[start+1:], "\n## ")
+	if start < 0 || end < 0 {
+		t.Fatal("section not found")
+	}
+	section := text[start : start+1+end]
+	var sources strings.Builder
+	_ = filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasSuffix(path, "_test.go") {
+			b, _ := os.ReadFile(path)
+			sources.Write(b)
+		}
+		return nil
+	})
+	rules := strings.Split(section, "\n- ")[1:]
+	if len(rules) < 8 {
+		t.Fatalf("found %d rules in the section", len(rules))
+	}
+	for _, rule := range rules {
+		title, _, _ := strings.Cut(rule, ".")
+		names := regexp.MustCompile("`(Test[A-Za-z]+)`").FindAllStringSubmatch(rule, -1)
+		if len(names) == 0 {
+			t.Errorf("rule %q names no test", title)
+		}
+		for _, n := range names {
+			if !strings.Contains(sources.String(), "func "+n[1]+"(") {
+				t.Errorf("rule %q names %s, which does not exist", title, n[1])
+			}
+		}
+	}
+}

@@ -323,13 +323,21 @@ func validate(opts *Options) (*config, error) {
 	return cfg, nil
 }
 
+// validateWeight checks an endpoint's weight: finite and > 0.
+func validateWeight(name string, w float64) error {
+	if math.IsNaN(w) || math.IsInf(w, 0) || w <= 0 {
+		return fmt.Errorf("endpoint %q: Weight must be a finite number > 0, got %v", name, w)
+	}
+	return nil
+}
+
 // validateEndpoint checks one endpoint; the caller adds its position.
 func validateEndpoint(ep *Endpoint) error {
 	if ep.Name == "" {
 		return fmt.Errorf("name is empty")
 	}
-	if math.IsNaN(ep.Weight) || math.IsInf(ep.Weight, 0) || ep.Weight <= 0 {
-		return fmt.Errorf("endpoint %q: Weight must be a finite number > 0, got %v", ep.Name, ep.Weight)
+	if err := validateWeight(ep.Name, ep.Weight); err != nil {
+		return err
 	}
 	targets := 0
 	for _, set := range []bool{ep.URL != "", ep.Options != nil, ep.ClusterOptions != nil, ep.FailoverOptions != nil, ep.Client != nil} {
