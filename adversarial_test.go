@@ -324,3 +324,32 @@ func waitPassing(t *testing.T, c *geofailover.Client, name string) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestEventsChannelClosedAtClose: a loop ranging over Events ends when the
+// client closes, also for a channel subscribed after Close.
+func TestEventsChannelClosedAtClose(t *testing.T) {
+	_, _, c := pair(t, nil)
+	waitHealthy(t, c, "west")
+	ch, stop := c.Events(4)
+	defer stop()
+	ended := make(chan int)
+	go func() {
+		n := 0
+		for range ch {
+			n++
+		}
+		ended <- n
+	}()
+	must(t, c.SwitchTo(ctxFor(t, testTimeout), "west"))
+	must(t, c.Close())
+	select {
+	case <-ended:
+	case <-time.After(5 * time.Second):
+		t.Fatal("ranging over Events did not end after Close")
+	}
+	late, stopLate := c.Events(1)
+	defer stopLate()
+	if _, open := <-late; open {
+		t.Fatal("a channel from Events after Close is open")
+	}
+}

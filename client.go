@@ -378,7 +378,7 @@ func (s *supervisor) pin(name string, force bool, now time.Time) error {
 
 func graceNote(e *endpoint, now time.Time) string {
 	note := ""
-	if !e.lastPassed {
+	if !e.lastPassed && e.health != HealthUnknown {
 		note = ", no health check passed since its last failure"
 	}
 	if now.Before(e.graceUntil) {
@@ -461,19 +461,21 @@ func (c *Client) OnEvent(fn func(Event)) (unsubscribe func()) {
 // Events returns a channel that receives every later Event, in order, and a
 // function that stops the subscription. A reader that falls behind delays
 // other subscribers' deliveries, never the client or Close; events are not
-// dropped before Close.
+// dropped before Close. Close closes the channel, so a loop ranging over it
+// ends (at once, unless an OnEvent callback is still running; the stop
+// function leaves the channel open).
 func (c *Client) Events(buffer int) (<-chan Event, func()) {
 	ch := make(chan Event, buffer)
 	stop := make(chan struct{})
 	var once sync.Once
 	quit := c.events.quit
-	unsub := c.events.subscribe(func(ev Event) {
+	unsub := c.events.subscribeClosing(func(ev Event) {
 		select {
 		case ch <- ev:
 		case <-stop:
 		case <-quit:
 		}
-	}, false)
+	}, false, func() { close(ch) })
 	return ch, func() { once.Do(func() { unsub(); close(stop) }) }
 }
 

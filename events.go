@@ -138,8 +138,9 @@ type eventQueue struct {
 // subscriber is one OnEvent callback (user) or one Events channel (ours:
 // its function returns when quit is closed).
 type subscriber struct {
-	fn   func(Event)
-	user bool
+	fn      func(Event)
+	user    bool
+	onClose func() // run by the delivery goroutine when it exits (Events: closes the channel)
 }
 
 func newEventQueue() *eventQueue {
@@ -169,8 +170,22 @@ func (q *eventQueue) publish(evs ...Event) {
 // subscribe adds fn (user: a caller's callback, which may block); the
 // returned function removes it.
 func (q *eventQueue) subscribe(fn func(Event), user bool) (cancel func()) {
-	s := &subscriber{fn: fn, user: user}
+	return q.subscribeClosing(fn, user, nil)
+}
+
+// subscribeClosing is subscribe with onClose, which the delivery goroutine
+// runs when it exits (at once if the queue is already closed) unless the
+// subscription was cancelled first.
+func (q *eventQueue) subscribeClosing(fn func(Event), user bool, onClose func()) (cancel func()) {
+	s := &subscriber{fn: fn, user: user, onClose: onClose}
 	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		if onClose != nil {
+			onClose()
+		}
+		return func() {}
+	}
 	q.subs = append(append([]*subscriber(nil), q.subs...), s)
 	q.mu.Unlock()
 	return func() {
@@ -188,6 +203,17 @@ func (q *eventQueue) subscribe(fn func(Event), user bool) (cancel func()) {
 
 func (q *eventQueue) run() {
 	defer close(q.done)
+	defer func() {
+		q.mu.Lock()
+		subs := q.subs
+		q.subs = nil
+		q.mu.Unlock()
+		for _, s := range subs {
+			if s.onClose != nil {
+				s.onClose()
+			}
+		}
+	}()
 	for {
 		select {
 		case <-q.signal:
