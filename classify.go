@@ -12,9 +12,11 @@ import (
 )
 
 // DefaultIsEndpointFailure is the one rule for what counts against an
-// endpoint's breaker (README: "What counts as a failure"). Errors that say nothing about the endpoint's
-// health do not count: redis.Nil, ordinary server replies such as WRONGTYPE,
-// syntax errors or NOSCRIPT, and the caller's own cancellation. Transport
+// endpoint's breaker (README: "What counts as a failure"). Errors that say
+// nothing about the endpoint's health do not count: redis.Nil, ordinary
+// server replies such as WRONGTYPE, syntax errors or NOSCRIPT, and the
+// caller's own cancellation (a context that ended before the command was
+// sent never counts, whatever IsEndpointFailure says). Transport
 // errors (dial, EOF, reset, timeouts), a closed or exhausted pool, and the
 // server replies LOADING, MASTERDOWN, READONLY, CLUSTERDOWN, TRYAGAIN,
 // NOAUTH, WRONGPASS and "max number of clients reached" do count.

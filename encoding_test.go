@@ -8,7 +8,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/geofailover/geofailover"
 )
@@ -82,11 +81,7 @@ func TestStatusEventsAndLogsAsNames(t *testing.T) {
 	w := startWorkload(c, 4)
 	east.Kill()
 	waitActive(t, c, "west")
-	for _, st := range c.Status() {
-		if st.Name == "east" && st.Health != geofailover.Unhealthy {
-			waitUnhealthy(t, c)
-		}
-	}
+	waitHealth(t, c, "east", geofailover.Unhealthy)
 	w.halt()
 
 	b, err := json.Marshal(c.Status())
@@ -146,17 +141,4 @@ func TestStatusEventsAndLogsAsNames(t *testing.T) {
 			t.Errorf("event %s was not logged; logged: %v", kind, logged)
 		}
 	}
-}
-
-func waitUnhealthy(t *testing.T, c *geofailover.Client) {
-	t.Helper()
-	for range 3000 {
-		for _, st := range c.Status() {
-			if st.Name == "east" && st.Health == geofailover.Unhealthy {
-				return
-			}
-		}
-		time.Sleep(time.Millisecond)
-	}
-	t.Fatalf("east never turned unhealthy: %+v", c.Status())
 }

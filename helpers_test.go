@@ -79,15 +79,21 @@ func waitActive(t *testing.T, c *geofailover.Client, name string) time.Duration 
 // waitHealthy waits until the named endpoint's health checks say healthy.
 func waitHealthy(t *testing.T, c *geofailover.Client, name string) {
 	t.Helper()
+	waitHealth(t, c, name, geofailover.Healthy)
+}
+
+// waitHealth waits until the named endpoint's health is h.
+func waitHealth(t *testing.T, c *geofailover.Client, name string, h geofailover.Health) {
+	t.Helper()
 	deadline := time.Now().Add(testTimeout)
 	for {
 		for _, st := range c.Status() {
-			if st.Name == name && st.Health == geofailover.Healthy {
+			if st.Name == name && st.Health == h {
 				return
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s not healthy after %v: %+v", name, testTimeout, c.Status())
+			t.Fatalf("%s not %v after %v: %+v", name, h, testTimeout, c.Status())
 		}
 		time.Sleep(time.Millisecond)
 	}

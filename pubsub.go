@@ -532,12 +532,16 @@ func (b *bridge) memberCall(k subKind, subscribe bool, names []string) {
 	if len(names) == 0 || b.mem == nil || !b.mem.ready {
 		return
 	}
+	_ = b.memberVerb(k, subscribe)(b.ctx, names...)
+}
+
+// memberVerb is the current member's (P|S)(UN)SUBSCRIBE method for k.
+func (b *bridge) memberVerb(k subKind, subscribe bool) func(context.Context, ...string) error {
 	ps := b.mem.ps
-	f := [3]func(context.Context, ...string) error{ps.Subscribe, ps.PSubscribe, ps.SSubscribe}
-	if !subscribe {
-		f = [3]func(context.Context, ...string) error{ps.Unsubscribe, ps.PUnsubscribe, ps.SUnsubscribe}
+	if subscribe {
+		return [3]func(context.Context, ...string) error{ps.Subscribe, ps.PSubscribe, ps.SSubscribe}[k]
 	}
-	_ = f[k](b.ctx, names...)
+	return [3]func(context.Context, ...string) error{ps.Unsubscribe, ps.PUnsubscribe, ps.SUnsubscribe}[k]
 }
 
 // deliver passes a real server's message, confirmation or pong to the
@@ -727,8 +731,8 @@ func (b *bridge) unsubscribe(k subKind, names []string) {
 		return
 	}
 	if len(names) == 0 {
-		b.unpending[subKey{k, ""}]++ // the server answers with a nil channel
-		_ = [3]func(context.Context, ...string) error{b.mem.ps.Unsubscribe, b.mem.ps.PUnsubscribe, b.mem.ps.SUnsubscribe}[k](b.ctx)
+		b.unpending[subKey{k, ""}]++      // the server answers with a nil channel
+		_ = b.memberVerb(k, false)(b.ctx) // no names: the server answers for all
 		return
 	}
 	for _, n := range names {
