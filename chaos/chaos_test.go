@@ -2,8 +2,10 @@ package chaos_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -64,6 +66,25 @@ func lab(t *testing.T, weights []float64, withProxy bool, tune func(*geofailover
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
+	// The client's events, printed if the test fails (before Close).
+	var evMu sync.Mutex
+	events := []string{}
+	c.OnEvent(func(e geofailover.Event) {
+		evMu.Lock()
+		defer evMu.Unlock()
+		if events != nil {
+			j, _ := json.Marshal(e)
+			events = append(events, string(j))
+		}
+	})
+	t.Cleanup(func() {
+		evMu.Lock()
+		defer evMu.Unlock()
+		if t.Failed() {
+			t.Logf("the client's events:\n  %s", strings.Join(events, "\n  "))
+		}
+		events = nil
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	if err := c.WaitReady(ctx); err != nil {
@@ -400,6 +421,10 @@ func TestThousandGoroutines(t *testing.T) {
 		quick(o)
 		for i := range o.Endpoints {
 			o.Endpoints[i].Options.PoolSize = 100
+			// The default dial timeout (quick's 200 ms check timeout would
+			// be it): a burst of 100 dials from 1,000 goroutines under
+			// -race on two shared cores can take longer than 200 ms.
+			o.Endpoints[i].Options.DialTimeout = geofailover.DefaultHealthCheckTimeout
 		}
 	})
 	rep := outage(t, c, rs[0], rs[1], func() { must(t, rs[0].srv.Kill()) }, func() { must(t, rs[0].srv.Restart()) },
