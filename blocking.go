@@ -2,8 +2,6 @@ package geofailover
 
 import (
 	"context"
-	"errors"
-	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,12 +31,6 @@ type blockingPool struct {
 	mu     sync.Mutex    // serializes interrupt and close
 	closed bool
 }
-
-// errInterrupted makes a blocking command whose endpoint was switched away
-// from before it was sent fail as unsent, so it is retried on the new
-// endpoint.
-var errInterrupted = &net.OpError{Op: "dial", Net: "tcp",
-	Err: errors.New("geofailover: endpoint switched away before the blocking command was sent")}
 
 func newBlockingPool(o *redis.Options) *blockingPool {
 	o.MinIdleConns = 0
@@ -100,7 +92,7 @@ func (c *Client) attemptBlocking(ctx context.Context, e *endpoint, cmd redis.Cmd
 		if cur := c.route.Load(); cur.active != nil {
 			to = cur.active.name
 		}
-		err = &EndpointChangedError{Op: cmd.Name(), From: e.name, To: to, At: time.Now(), cause: err}
+		err = &EndpointChangedError{Op: cmd.Name(), From: e.name, To: to, At: time.Now(), sent: true}
 		cmd.SetErr(err)
 		return err
 	}

@@ -76,9 +76,11 @@ func isTransportError(err error) bool {
 
 // isUnsent reports whether err proves that the command never reached the
 // server, so sending it elsewhere cannot apply it twice: a failed dial, a
-// closed pool, or no connection available in the pool.
+// closed pool, no connection available in the pool, or a blocking command
+// whose endpoint traffic had left (errInterrupted).
 func isUnsent(err error) bool {
-	if errors.Is(err, redis.ErrClosed) || errors.Is(err, redis.ErrPoolTimeout) || errors.Is(err, redis.ErrPoolExhausted) {
+	if errors.Is(err, redis.ErrClosed) || errors.Is(err, redis.ErrPoolTimeout) || errors.Is(err, redis.ErrPoolExhausted) ||
+		errors.Is(err, errInterrupted) {
 		return true
 	}
 	var op *net.OpError

@@ -162,7 +162,7 @@ func TestNotApplied(t *testing.T) {
 		{&NoHealthyEndpointError{}, true},
 		{ErrClosed, true},
 		{&EndpointChangedError{Op: "EXEC"}, true},
-		{&EndpointChangedError{Op: "blpop", cause: io.EOF}, false},
+		{&EndpointChangedError{Op: "blpop", sent: true}, false},
 		{io.EOF, false},
 		{context.DeadlineExceeded, false},
 	} {

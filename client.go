@@ -117,10 +117,6 @@ func New(opts *Options) (*Client, error) {
 	return c, nil
 }
 
-// errFrontDial is what the front clients' dialer returns; it is never seen
-// by callers, since the routing hook answers every command first.
-var errFrontDial = errors.New("geofailover: internal front client does not dial")
-
 func newFront(h routingHook, dial func(context.Context, string, string) (net.Conn, error)) *redis.Client {
 	if dial == nil {
 		dial = func(context.Context, string, string) (net.Conn, error) { return nil, errFrontDial }

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -43,7 +44,9 @@ var ErrEndpointChanged = errors.New("geofailover: active endpoint changed")
 
 // NoHealthyEndpointError is the error commands get while every endpoint is
 // down. It satisfies errors.Is(err, ErrNoHealthyEndpoint) and carries the
-// last error seen on each endpoint, by endpoint name.
+// last error seen on each endpoint, by endpoint name, to read; it does not
+// unwrap to them (nothing was sent, so it is neither a timeout nor a
+// network error itself).
 type NoHealthyEndpointError struct {
 	LastErrors map[string]error
 }
@@ -70,17 +73,47 @@ func (e *NoHealthyEndpointError) Error() string {
 // Is reports a match with ErrNoHealthyEndpoint.
 func (e *NoHealthyEndpointError) Is(target error) bool { return target == ErrNoHealthyEndpoint }
 
-// Unwrap returns the endpoints' last errors, so errors.Is and errors.As can
-// look into them too.
-func (e *NoHealthyEndpointError) Unwrap() []error {
-	errs := make([]error, 0, len(e.LastErrors))
-	for _, err := range e.LastErrors {
-		if err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errs
+// EndpointChangedError says which work could not go on because the active
+// endpoint changed. It satisfies errors.Is(err, ErrEndpointChanged); for a
+// Watch transaction also errors.Is(err, redis.TxFailedErr). It does not
+// unwrap to the error the interrupted connection gave (a closed socket is
+// how a switch interrupts a blocking command, not what happened to it).
+type EndpointChangedError struct {
+	Op       string // what was not sent: "EXEC", "SCAN", or a blocking command's name
+	From, To string // the endpoint the work was bound to, and the active one ("" for none)
+	At       time.Time
+	tx       bool // a Watch transaction (also redis.TxFailedErr)
+	sent     bool // a blocking command that was waiting: it may have been applied
 }
+
+func (e *EndpointChangedError) Error() string {
+	to := e.To
+	if to == "" {
+		to = "none"
+	}
+	return fmt.Sprintf("%v: %s was bound to %q, active is now %q; not sent elsewhere", ErrEndpointChanged, e.Op, e.From, to)
+}
+
+// Is reports a match with ErrEndpointChanged, and for transactions with
+// redis.TxFailedErr.
+func (e *EndpointChangedError) Is(target error) bool {
+	return target == ErrEndpointChanged || (e.tx && target == redis.TxFailedErr)
+}
+
+// errInterrupted is what a blocking command gets when traffic left its
+// endpoint before it was sent: unsent (see isUnsent), so it is retried on
+// the new endpoint.
+var errInterrupted = errors.New("geofailover: endpoint switched away before the blocking command was sent")
+
+// errFrontDial is what the front clients' dialer returns; it is never seen
+// (every command is routed before a front client would dial).
+var errFrontDial = errors.New("geofailover: internal front client does not dial")
+
+// errorString is an error that is just a text (why an endpoint is not
+// usable, in a NoHealthyEndpointError).
+type errorString string
+
+func (e errorString) Error() string { return string(e) }
 
 // redactURLError returns err with the password of rawURL hidden, wherever
 // and however it appears: the whole URL (raw or quoted), the password, or a

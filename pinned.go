@@ -137,31 +137,3 @@ func (h pinnedHook) moved() error {
 	}
 	return &EndpointChangedError{Op: "EXEC", From: h.e.name, To: to, At: time.Now(), tx: true}
 }
-
-// EndpointChangedError says which work could not go on because the active
-// endpoint changed. It satisfies errors.Is(err, ErrEndpointChanged); for a
-// Watch transaction also errors.Is(err, redis.TxFailedErr).
-type EndpointChangedError struct {
-	Op       string // what was not sent: "EXEC", "SCAN", or a blocking command's name
-	From, To string // the endpoint the work was bound to, and the active one ("" for none)
-	At       time.Time
-	tx       bool
-	cause    error // the error the interrupted command got, if any
-}
-
-func (e *EndpointChangedError) Error() string {
-	to := e.To
-	if to == "" {
-		to = "none"
-	}
-	return fmt.Sprintf("%v: %s was bound to %q, active is now %q; not sent elsewhere", ErrEndpointChanged, e.Op, e.From, to)
-}
-
-// Unwrap returns the error an interrupted blocking command got, if any.
-func (e *EndpointChangedError) Unwrap() error { return e.cause }
-
-// Is reports a match with ErrEndpointChanged, and for transactions with
-// redis.TxFailedErr.
-func (e *EndpointChangedError) Is(target error) bool {
-	return target == ErrEndpointChanged || (e.tx && target == redis.TxFailedErr)
-}

@@ -568,10 +568,6 @@ func errWhyUnusable(e *endpoint, now time.Time) error {
 	return errorString("unusable")
 }
 
-type errorString string
-
-func (e errorString) Error() string { return string(e) }
-
 func nameOf(e *endpoint) string {
 	if e == nil {
 		return ""

@@ -63,7 +63,7 @@ func NotApplied(err error) bool {
 	case errors.Is(err, ErrNoHealthyEndpoint), errors.Is(err, ErrClosed):
 		return true
 	case errors.As(err, &ece):
-		return ece.cause == nil
+		return !ece.sent
 	}
 	return failureOf(err) == failUnsent
 }
