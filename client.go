@@ -162,10 +162,12 @@ func (s *supervisor) freeScanTag() uint8 {
 // add builds the endpoint for spec, starts its health checker and appends
 // it. It runs before the supervisor starts, or on the supervisor goroutine.
 func (s *supervisor) add(spec Endpoint) (*endpoint, error) {
-	for _, e := range s.eps {
-		if e.name == spec.Name {
-			return nil, fmt.Errorf("geofailover: duplicate endpoint Name %q", spec.Name)
-		}
+	names := make([]string, len(s.eps))
+	for i, e := range s.eps {
+		names[i] = e.name
+	}
+	if err := admit(names, spec.Name); err != nil {
+		return nil, fmt.Errorf("geofailover: %w", err)
 	}
 	member, owned, err := buildMember(spec, s.cfg.HealthCheckTimeout)
 	if err != nil {
@@ -182,7 +184,8 @@ func (s *supervisor) add(spec Endpoint) (*endpoint, error) {
 	s.c.scanTags.Store(e.scanTag, e.name)
 	if owned && (spec.URL != "" || spec.Options != nil) {
 		o, _ := standaloneOptions(spec) // parsed by buildMember already
-		e.blocking = newBlockingPool(fastFail(o, s.cfg.HealthCheckTimeout))
+		standaloneKnobs(o).failFast(s.cfg.HealthCheckTimeout)
+		e.blocking = newBlockingPool(o)
 	}
 	ctx, cancel := context.WithCancel(s.c.ctx)
 	e.stopChecker = cancel
@@ -417,10 +420,6 @@ func (c *Client) AddEndpoint(ep Endpoint) error {
 	}
 	var err error
 	cerr := c.call(context.Background(), func(s *supervisor, _ time.Time) {
-		if len(s.eps) >= MaxEndpoints {
-			err = fmt.Errorf("geofailover: AddEndpoint %q: the client already has MaxEndpoints (%d)", ep.Name, MaxEndpoints)
-			return
-		}
 		_, err = s.add(ep)
 	})
 	return errors.Join(cerr, err)

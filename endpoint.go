@@ -118,8 +118,8 @@ func (e *endpoint) stableSince() time.Time {
 	return e.healthySince
 }
 
-// buildMember returns the traffic client for spec, configured to fail fast,
-// and whether we own it.
+// buildMember returns the traffic client for spec, configured to fail fast
+// (see knobs.failFast), and whether we own it.
 func buildMember(spec Endpoint, dialTimeout time.Duration) (redis.UniversalClient, bool, error) {
 	switch {
 	case spec.Client != nil:
@@ -129,28 +129,48 @@ func buildMember(spec Endpoint, dialTimeout time.Duration) (redis.UniversalClien
 		if err != nil {
 			return nil, false, err
 		}
-		return redis.NewClient(fastFail(o, dialTimeout)), true, nil
+		standaloneKnobs(o).failFast(dialTimeout)
+		return redis.NewClient(o), true, nil
 	case spec.ClusterOptions != nil:
 		o := *spec.ClusterOptions
-		o.MaxRetries = -1
-		o.DialerRetries = 1
-		o.ContextTimeoutEnabled = true
-		if o.DialTimeout == 0 {
-			o.DialTimeout = dialTimeout
-		}
-		if o.MaintNotificationsConfig == nil {
-			o.MaintNotificationsConfig = maintOff()
-		}
+		clusterKnobs(&o).failFast(dialTimeout)
 		return redis.NewClusterClient(&o), true, nil
 	default:
 		o := *spec.FailoverOptions
-		o.MaxRetries = -1
-		o.DialerRetries = 1
-		o.ContextTimeoutEnabled = true
-		if o.DialTimeout == 0 {
-			o.DialTimeout = dialTimeout
-		}
+		sentinelKnobs(&o).failFast(dialTimeout)
 		return redis.NewFailoverClient(&o), true, nil
+	}
+}
+
+// buildProbe returns a small client for health checks, with a fresh pool,
+// so that a probe never sees a dial error go-redis cached in a traffic pool,
+// and the time it may spend dialling: the endpoint's DialTimeout, or
+// timeout when that is zero. Each command of a check is bounded by timeout
+// on its own (read and write timeouts), so a check may take up to the dial
+// time plus timeout when it must dial: an endpoint that dials slowly but
+// within its DialTimeout still passes, and a hung one is still caught by
+// timeout. For a caller's client it returns that client (owned=false) and
+// no dial allowance.
+func buildProbe(spec Endpoint, timeout time.Duration) (c redis.UniversalClient, owned bool, dial time.Duration) {
+	switch {
+	case spec.Client != nil:
+		return spec.Client, false, 0
+	case spec.URL != "", spec.Options != nil:
+		o, _ := standaloneOptions(spec) // validated in New
+		k := standaloneKnobs(o)
+		k.probe(timeout)
+		o.MaxIdleConns, o.MaxActiveConns = 0, 0
+		o.ReadBufferSize, o.WriteBufferSize = 4096, 4096 // a check is a few bytes
+		o.PipelinePoolSize = -1
+		return redis.NewClient(o), true, o.DialTimeout
+	case spec.ClusterOptions != nil:
+		o := *spec.ClusterOptions
+		clusterKnobs(&o).probe(timeout)
+		return redis.NewClusterClient(&o), true, o.DialTimeout
+	default:
+		o := *spec.FailoverOptions
+		sentinelKnobs(&o).probe(timeout)
+		return redis.NewFailoverClient(&o), true, o.DialTimeout
 	}
 }
 
@@ -168,21 +188,62 @@ func standaloneOptions(spec Endpoint) (*redis.Options, error) {
 	return &o, nil
 }
 
-// fastFail adjusts standalone options so that a dead endpoint costs one
-// dial: no go-redis command retries, one dial attempt, socket deadlines that
-// follow the caller's context. Maintenance notifications are off unless the
-// options set MaintNotificationsConfig (see maintOff).
-func fastFail(o *redis.Options, dialTimeout time.Duration) *redis.Options {
-	o.MaxRetries = -1
-	o.DialerRetries = 1
-	o.ContextTimeoutEnabled = true
-	if o.DialTimeout == 0 {
-		o.DialTimeout = dialTimeout
+// knobs points at the fields that the clients we build set, in one of
+// go-redis's three option structs, so that each setting is stated once
+// (failFast, probe) for standalone, Cluster and Sentinel endpoints alike.
+type knobs struct {
+	maxRetries, dialerRetries, poolSize, minIdleConns *int
+	contextTimeout                                    *bool
+	dialTimeout, readTimeout, writeTimeout            *time.Duration
+	clientName                                        *string
+	maint                                             **maintnotifications.Config // nil: no such setting (Sentinel)
+}
+
+func standaloneKnobs(o *redis.Options) knobs {
+	return knobs{&o.MaxRetries, &o.DialerRetries, &o.PoolSize, &o.MinIdleConns, &o.ContextTimeoutEnabled,
+		&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.ClientName, &o.MaintNotificationsConfig}
+}
+
+func clusterKnobs(o *redis.ClusterOptions) knobs {
+	return knobs{&o.MaxRetries, &o.DialerRetries, &o.PoolSize, &o.MinIdleConns, &o.ContextTimeoutEnabled,
+		&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.ClientName, &o.MaintNotificationsConfig}
+}
+
+func sentinelKnobs(o *redis.FailoverOptions) knobs {
+	return knobs{&o.MaxRetries, &o.DialerRetries, &o.PoolSize, &o.MinIdleConns, &o.ContextTimeoutEnabled,
+		&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.ClientName, nil}
+}
+
+// failFast sets what every client we build for traffic has, so that a dead
+// endpoint costs one dial: no go-redis command retries, one dial attempt,
+// socket deadlines that follow the caller's context, and dialTimeout when
+// the options leave DialTimeout at zero. Maintenance notifications are off
+// unless the options set MaintNotificationsConfig (see maintOff).
+func (k knobs) failFast(dialTimeout time.Duration) {
+	*k.maxRetries, *k.dialerRetries, *k.contextTimeout = -1, 1, true
+	if *k.dialTimeout == 0 {
+		*k.dialTimeout = dialTimeout
 	}
-	if o.MaintNotificationsConfig == nil {
-		o.MaintNotificationsConfig = maintOff()
+	if k.maint != nil && *k.maint == nil {
+		*k.maint = maintOff()
 	}
-	return o
+}
+
+// probe sets what a health-check client has: failFast's settings, a pool
+// of two with no idle connections kept warm, every command bounded by
+// timeout (a dial too, when the options give no positive DialTimeout), our
+// own client name, and no maintenance notifications.
+func (k knobs) probe(timeout time.Duration) {
+	if *k.dialTimeout < 0 {
+		*k.dialTimeout = 0
+	}
+	k.failFast(timeout)
+	*k.poolSize, *k.minIdleConns = 2, 0
+	*k.readTimeout, *k.writeTimeout = timeout, timeout
+	*k.clientName = internalName(*k.clientName, "check")
+	if k.maint != nil {
+		*k.maint = maintOff()
+	}
 }
 
 // maintOff is the maintenance-notifications setting of the members we
@@ -195,65 +256,6 @@ func fastFail(o *redis.Options, dialTimeout time.Duration) *redis.Options {
 // wants them (Redis Enterprise, Redis Cloud) sets them explicitly.
 func maintOff() *maintnotifications.Config {
 	return &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
-}
-
-// buildProbe returns a small client for health checks, with a fresh pool,
-// so that a probe never sees a dial error go-redis cached in a traffic pool,
-// and the time it may spend dialling: the endpoint's DialTimeout, or
-// timeout when that is zero. Each command of a check is bounded by timeout
-// on its own (read and write timeouts), so a check may take up to the dial
-// time plus timeout when it must dial: an endpoint that dials slowly but
-// within its DialTimeout still passes, and a hung one is still caught by
-// timeout. For a caller's client it returns that client (owned=false) and
-// no dial allowance.
-func buildProbe(spec Endpoint, timeout time.Duration) (c redis.UniversalClient, owned bool, dial time.Duration) {
-	dialOr := func(d time.Duration) time.Duration {
-		if d > 0 {
-			return d
-		}
-		return timeout
-	}
-	switch {
-	case spec.Client != nil:
-		return spec.Client, false, 0
-	case spec.URL != "":
-		o, _ := redis.ParseURL(spec.URL) // validated in New
-		o = probeOptions(o, timeout)
-		return redis.NewClient(o), true, o.DialTimeout
-	case spec.Options != nil:
-		o := *spec.Options
-		probeOptions(&o, timeout)
-		return redis.NewClient(&o), true, o.DialTimeout
-	case spec.ClusterOptions != nil:
-		o := *spec.ClusterOptions
-		o.PoolSize, o.MinIdleConns, o.MaxRetries, o.DialerRetries = 2, 0, -1, 1
-		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = dialOr(o.DialTimeout), timeout, timeout
-		o.ContextTimeoutEnabled = true
-		o.ClientName = internalName(o.ClientName, "check")
-		return redis.NewClusterClient(&o), true, o.DialTimeout
-	default:
-		o := *spec.FailoverOptions
-		o.PoolSize, o.MinIdleConns, o.MaxRetries, o.DialerRetries = 2, 0, -1, 1
-		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = dialOr(o.DialTimeout), timeout, timeout
-		o.ContextTimeoutEnabled = true
-		o.ClientName = internalName(o.ClientName, "check")
-		return redis.NewFailoverClient(&o), true, o.DialTimeout
-	}
-}
-
-func probeOptions(o *redis.Options, timeout time.Duration) *redis.Options {
-	o.ClientName = internalName(o.ClientName, "check")
-	o.PoolSize, o.MinIdleConns, o.MaxIdleConns, o.MaxActiveConns = 2, 0, 0, 0
-	o.ReadBufferSize, o.WriteBufferSize = 4096, 4096 // a check is a few bytes
-	o.PipelinePoolSize = -1
-	o.MaxRetries, o.DialerRetries = -1, 1
-	if o.DialTimeout <= 0 {
-		o.DialTimeout = timeout
-	}
-	o.ReadTimeout, o.WriteTimeout = timeout, timeout
-	o.ContextTimeoutEnabled = true
-	o.MaintNotificationsConfig = maintOff()
-	return o
 }
 
 // internalName is the CLIENT SETNAME of a connection the client opens for

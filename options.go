@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/geofailover/geofailover/internal/breaker"
 )
 
 // Defaults for every Options knob (README: "Options and defaults"). A zero Options field means the
@@ -195,7 +198,9 @@ type HealthCheckFunc func(ctx context.Context, c redis.UniversalClient) error
 type config struct {
 	Options
 	bucketCount int
-	tripAfter   int64 // consecutive failures that trip a breaker (0: rule off)
+	// rule is the breaker's trip rule, built from the options here and
+	// nowhere else (a zero threshold is a rule switched off).
+	rule breaker.Rule
 }
 
 // Validate checks opts as New does, without starting anything. Errors name
@@ -217,21 +222,18 @@ func validate(opts *Options) (*config, error) {
 	if len(opts.Endpoints) == 0 {
 		return nil, fmt.Errorf("geofailover: Options.Endpoints is empty: at least one endpoint is required")
 	}
-	if len(opts.Endpoints) > MaxEndpoints {
-		return nil, fmt.Errorf("geofailover: Options.Endpoints has %d endpoints, more than MaxEndpoints (%d)", len(opts.Endpoints), MaxEndpoints)
-	}
 	cfg := &config{Options: *opts}
 	cfg.Endpoints = append([]Endpoint(nil), opts.Endpoints...)
-	seen := make(map[string]bool, len(cfg.Endpoints))
+	names := make([]string, 0, len(cfg.Endpoints))
 	for i := range cfg.Endpoints {
 		ep := &cfg.Endpoints[i]
 		if err := validateEndpoint(ep); err != nil {
 			return nil, fmt.Errorf("geofailover: Options.Endpoints[%d]: %w", i, err)
 		}
-		if seen[ep.Name] {
-			return nil, fmt.Errorf("geofailover: Options.Endpoints[%d]: duplicate Name %q", i, ep.Name)
+		if err := admit(names, ep.Name); err != nil {
+			return nil, fmt.Errorf("geofailover: Options.Endpoints[%d]: %w", i, err)
 		}
-		seen[ep.Name] = true
+		names = append(names, ep.Name)
 	}
 
 	durations := []struct {
@@ -317,8 +319,18 @@ func validate(opts *Options) (*config, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	cfg.rule = breaker.Rule{FailureRatio: cfg.BreakerFailureRatio, SlowRatio: cfg.SlowCallRatio}
 	if !cfg.DisableConsecutiveTrip {
-		cfg.tripAfter = int64(cfg.BreakerConsecutiveFailures)
+		cfg.rule.Consecutive = int64(cfg.BreakerConsecutiveFailures)
+	}
+	if !cfg.DisableRatioTrip {
+		cfg.rule.MinFailures = uint64(cfg.BreakerMinFailures)
+	}
+	if cfg.SlowCallThreshold > 0 {
+		cfg.rule.SlowMinCalls = uint64(cfg.SlowCallMinCalls)
+	}
+	if !cfg.DisableStallDetection {
+		cfg.rule.Stall = cfg.StallTimeout
 	}
 	return cfg, nil
 }
@@ -327,6 +339,18 @@ func validate(opts *Options) (*config, error) {
 func validateWeight(name string, w float64) error {
 	if math.IsNaN(w) || math.IsInf(w, 0) || w <= 0 {
 		return fmt.Errorf("endpoint %q: Weight must be a finite number > 0, got %v", name, w)
+	}
+	return nil
+}
+
+// admit is the one rule for joining a client's set of endpoints (at New and
+// at AddEndpoint): at most MaxEndpoints, and a name not already taken.
+func admit(names []string, name string) error {
+	if len(names) >= MaxEndpoints {
+		return fmt.Errorf("endpoint %q would be one more than MaxEndpoints (%d)", name, MaxEndpoints)
+	}
+	if slices.Contains(names, name) {
+		return fmt.Errorf("duplicate Name %q", name)
 	}
 	return nil
 }

@@ -322,7 +322,7 @@ func runInvariants(t *testing.T, seed uint64) {
 			}
 		}
 		// 4. The early steer does not outlive the step.
-		if r.active != nil && r.fallback != nil && cfg.tripAfter > 0 && r.active.live.consecutive.Load() >= cfg.tripAfter {
+		if r.active != nil && r.fallback != nil && cfg.rule.Consecutive > 0 && r.active.live.consecutive.Load() >= cfg.rule.Consecutive {
 			fail("after a step, commands are still steered from %s (run of %d failures) to %s", r.active.name, r.active.live.consecutive.Load(), r.fallback.name)
 		}
 	}

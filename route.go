@@ -90,7 +90,7 @@ func (c *Client) process(ctx context.Context, cmd redis.Cmder) error {
 // is about to switch, and a command sent in the meantime would meet the same
 // failure (on a hung server, for its whole deadline). One atomic load.
 func (c *Client) anticipate(r *route) *route {
-	if n := c.cfg.tripAfter; n > 0 && r.fallback != nil && r.active.live.consecutive.Load() >= n {
+	if n := c.cfg.rule.Consecutive; n > 0 && r.fallback != nil && r.active.live.consecutive.Load() >= n {
 		return &route{active: r.fallback, avoid: r.active, changed: r.changed}
 	}
 	return r

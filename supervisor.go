@@ -18,10 +18,9 @@ import (
 // ticker (window rotation, stall detection, grace expiry), and requests from
 // the API (SwitchTo, SetWeight, AddEndpoint, RemoveEndpoint, Status).
 type supervisor struct {
-	c    *Client
-	cfg  *config
-	rule breaker.Rule
-	eps  []*endpoint // configuration order: it breaks weight ties
+	c   *Client
+	cfg *config
+	eps []*endpoint // configuration order: it breaks weight ties
 	// lastTag is the SCAN cursor tag given out last (see freeScanTag).
 	lastTag uint8
 	// retired are replaced traffic clients waiting to be closed (refresh).
@@ -62,19 +61,6 @@ func newSupervisor(c *Client, cfg *config) *supervisor {
 		cfg:      cfg,
 		results:  make(chan checkResult),
 		requests: make(chan request),
-	}
-	s.rule = breaker.Rule{FailureRatio: cfg.BreakerFailureRatio, SlowRatio: cfg.SlowCallRatio}
-	if !cfg.DisableConsecutiveTrip {
-		s.rule.Consecutive = int64(cfg.BreakerConsecutiveFailures)
-	}
-	if !cfg.DisableRatioTrip {
-		s.rule.MinFailures = uint64(cfg.BreakerMinFailures)
-	}
-	if cfg.SlowCallThreshold > 0 {
-		s.rule.SlowMinCalls = uint64(cfg.SlowCallMinCalls)
-	}
-	if !cfg.DisableStallDetection {
-		s.rule.Stall = cfg.StallTimeout
 	}
 	return s
 }
@@ -157,7 +143,7 @@ func (s *supervisor) observe(e *endpoint, now time.Time) {
 	e.window.Add(now, c)
 	if e.live.inflight() <= 0 || c.Calls() > 0 || e.stallSince.IsZero() {
 		e.stallSince = now
-	} else if s.rule.Stall > 0 && e.breaker == BreakerClosed && now.Sub(e.stallSince) >= s.rule.Stall/2 {
+	} else if s.cfg.rule.Stall > 0 && e.breaker == BreakerClosed && now.Sub(e.stallSince) >= s.cfg.rule.Stall/2 {
 		// Commands are outstanding and none completes: ask the server
 		// whether it is alive. A check that passes moves stallSince (see
 		// onCheck), so a long reply from a live server is not a stall.
@@ -168,12 +154,12 @@ func (s *supervisor) observe(e *endpoint, now time.Time) {
 	}
 	switch e.breaker {
 	case BreakerClosed:
-		cause := s.rule.Trip(e.window.Totals(now), e.live.consecutive.Load(), now.Sub(e.stallSince))
+		cause := s.cfg.rule.Trip(e.window.Totals(now), e.live.consecutive.Load(), now.Sub(e.stallSince))
 		if cause != breaker.CauseNone {
 			s.openBreaker(e, cause, now)
 		}
 	case BreakerOpen:
-		if n := s.cfg.tripAfter; n > 0 && e.live.consecutive.Load() >= n {
+		if n := s.cfg.rule.Consecutive; n > 0 && e.live.consecutive.Load() >= n {
 			// A new run of failures on an endpoint whose breaker is already
 			// open: it kept traffic only because nothing better had passed
 			// a check, and that check is now stale. It may keep traffic no

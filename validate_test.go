@@ -1,6 +1,7 @@
 package geofailover_test
 
 import (
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -31,6 +32,13 @@ func TestNewRejectsBadOptions(t *testing.T) {
 		{"nil options", nil, "Options is nil"},
 		{"no endpoints", &geofailover.Options{}, "Endpoints is empty"},
 		{"empty name", ep(func(e *geofailover.Endpoint) { e.Name = "" }), "Endpoints[0]: name is empty"},
+		{"too many endpoints", with(func(o *geofailover.Options) {
+			for i := range geofailover.MaxEndpoints {
+				e := ok
+				e.Name = fmt.Sprint("e", i)
+				o.Endpoints = append(o.Endpoints, e)
+			}
+		}), fmt.Sprintf(`Endpoints[%d]: endpoint "e%d" would be one more than MaxEndpoints`, geofailover.MaxEndpoints, geofailover.MaxEndpoints-1)},
 		{"duplicate name", with(func(o *geofailover.Options) { o.Endpoints = append(o.Endpoints, ok) }), `Endpoints[1]: duplicate Name "a"`},
 		{"zero weight", ep(func(e *geofailover.Endpoint) { e.Weight = 0 }), "Weight must be a finite number > 0"},
 		{"negative weight", ep(func(e *geofailover.Endpoint) { e.Weight = -1 }), "Weight"},
