@@ -33,8 +33,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
-
-	"github.com/geofailover/geofailover/internal/window"
 )
 
 // Client is a go-redis client that fails over between endpoints. It is safe
@@ -140,144 +138,6 @@ func (c *Client) publish(r *route) {
 	close(old.changed)
 }
 
-// freeScanTag returns a SCAN cursor tag (1-255) no current endpoint uses,
-// preferring one no endpoint has used recently. (validate caps endpoints
-// below 255.)
-func (s *supervisor) freeScanTag() uint8 {
-	for {
-		s.lastTag++
-		if s.lastTag == 0 {
-			continue
-		}
-		inUse := false
-		for _, e := range s.eps {
-			inUse = inUse || (!e.removed && e.scanTag == s.lastTag)
-		}
-		if !inUse {
-			return s.lastTag
-		}
-	}
-}
-
-// add builds the endpoint for spec, starts its health checker and appends
-// it. It runs before the supervisor starts, or on the supervisor goroutine.
-func (s *supervisor) add(spec Endpoint) (*endpoint, error) {
-	names := make([]string, len(s.eps))
-	for i, e := range s.eps {
-		names[i] = e.name
-	}
-	if err := admit(names, spec.Name); err != nil {
-		return nil, fmt.Errorf("geofailover: %w", err)
-	}
-	member, owned, err := buildMember(spec, s.cfg.HealthCheckTimeout)
-	if err != nil {
-		return nil, fmt.Errorf("geofailover: endpoint %q: %w", spec.Name, err)
-	}
-	e := &endpoint{
-		name: spec.Name, spec: spec, owned: owned,
-		scanTag:  s.freeScanTag(),
-		probeNow: make(chan struct{}, 1),
-		weight:   spec.Weight,
-		window:   window.New(s.cfg.bucketCount, s.cfg.BreakerBucket),
-	}
-	e.member.Store(&memberRef{member})
-	s.c.scanTags.Store(e.scanTag, e.name)
-	if owned && (spec.URL != "" || spec.Options != nil) {
-		o, _ := standaloneOptions(spec) // parsed by buildMember already
-		standaloneKnobs(o).failFast(s.cfg.HealthCheckTimeout)
-		e.blocking = newBlockingPool(o)
-	}
-	ctx, cancel := context.WithCancel(s.c.ctx)
-	e.stopChecker = cancel
-	s.c.wg.Add(1)
-	go s.c.runChecker(ctx, e)
-	s.eps = append(s.eps, e)
-	return e, nil
-}
-
-// closeAll stops every checker and closes what we built. It runs after the
-// supervisor has exited (or before it started).
-func (s *supervisor) closeAll() error {
-	var errs []error
-	for _, e := range s.eps {
-		e.stopChecker()
-	}
-	s.c.wg.Wait()
-	for _, e := range s.eps {
-		errs = append(errs, e.close())
-	}
-	errs = append(errs, s.closeRetired(time.Time{}))
-	return errors.Join(errs...)
-}
-
-// runChecker probes e every HealthCheckInterval until ctx ends, and hands
-// each result to the supervisor. After a failed check it replaces the probe
-// client, so the next check dials afresh instead of meeting a dial error
-// that go-redis cached.
-func (c *Client) runChecker(ctx context.Context, e *endpoint) {
-	defer c.wg.Done()
-	probe, owned, dial := buildProbe(e.spec, c.cfg.HealthCheckTimeout)
-	defer func() {
-		if owned {
-			probe.Close()
-		}
-	}()
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	minSpacing := max(c.cfg.HealthCheckInterval/10, 10*time.Millisecond)
-	var start time.Time
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-timer.C:
-		case <-e.probeNow:
-			if wait := minSpacing - time.Since(start); wait > 0 {
-				// Checked very recently: bring the next check forward only.
-				timer.Reset(wait)
-				continue
-			}
-			timer.Stop()
-		}
-		epoch := e.epoch.Load()
-		start = time.Now()
-		cctx, cancel := context.WithTimeout(ctx, c.cfg.HealthCheckTimeout+dial)
-		err := safeCheck(cctx, c.cfg.HealthCheck, probe)
-		cancel()
-		if ctx.Err() != nil {
-			return
-		}
-		end := time.Now()
-		if err != nil && owned {
-			probe.Close()
-			probe, _, _ = buildProbe(e.spec, c.cfg.HealthCheckTimeout)
-		}
-		select {
-		case c.sup.results <- checkResult{ep: e, epoch: epoch, err: err, latency: end.Sub(start), at: end}:
-		case <-ctx.Done():
-			return
-		}
-		next := c.cfg.HealthCheckInterval
-		if err != nil || c.allDown.Load() {
-			// Confirm a failure quickly (hysteresis still counts checks),
-			// and while nothing is serving, look for a survivor often.
-			next = max(next/4, 10*time.Millisecond)
-		}
-		timer.Reset(next)
-	}
-}
-
-// safeCheck runs a health check, turning a panic in a user's check into a
-// failed check, so a checker never dies.
-func safeCheck(ctx context.Context, check HealthCheckFunc, probe redis.UniversalClient) (err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("geofailover: health check panicked: %v", p)
-		}
-	}()
-	return check(ctx, probe)
-}
-
 // call runs fn on the supervisor goroutine, followed by a decision step, and
 // waits for both.
 func (c *Client) call(ctx context.Context, fn func(s *supervisor, now time.Time)) error {
@@ -371,7 +231,7 @@ func (s *supervisor) pin(name string, force bool, now time.Time) error {
 	case !force && !e.eligible(now) && !(e == s.active && e.usable(now)):
 		return fmt.Errorf("%w: %q is %s, breaker %s%s", ErrEndpointUnhealthy, name, e.health, e.breaker, graceNote(e, now))
 	}
-	s.pinned, s.pinForced, s.manual = e, force, true
+	s.pinned, s.pinForced = e, force
 	return nil
 }
 

@@ -2,10 +2,7 @@ package geofailover
 
 import (
 	"context"
-	"errors"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/geofailover/geofailover/internal/breaker"
 	"github.com/geofailover/geofailover/internal/window"
@@ -33,21 +30,12 @@ type supervisor struct {
 	fallback  *endpoint
 	pinned    *endpoint // chosen by SwitchTo
 	pinForced bool
-	manual    bool // a SwitchTo is being applied in this step
 	started   bool // the initial selection is made (or every endpoint was checked)
 	allDown   bool
 
 	results  chan checkResult
 	requests chan request
 	evs      []Event // collected during a step, published at its end
-}
-
-type checkResult struct {
-	ep      *endpoint
-	epoch   uint64
-	err     error
-	latency time.Duration
-	at      time.Time
 }
 
 type request struct {
@@ -230,143 +218,6 @@ func (s *supervisor) grace(level int) time.Duration {
 	return g
 }
 
-// retireDelay is how long a replaced traffic client stays open for the
-// commands still running on it.
-const retireDelay = 5 * time.Second
-
-type retiredClient struct {
-	c  redis.UniversalClient
-	at time.Time
-}
-
-// refresh gives an owned endpoint that passed its first check after an
-// outage a new traffic client: go-redis keeps returning a cached dial error
-// from a pool that saw many failed dials, for up to a second after the
-// server is back. The old client is closed retireDelay later.
-func (s *supervisor) refresh(e *endpoint, now time.Time) {
-	if old := s.replaceMember(e); old != nil {
-		s.retired = append(s.retired, retiredClient{old, now})
-	}
-}
-
-// replaceMember gives an owned endpoint a new traffic client and returns
-// the old one (nil when the endpoint's client is the caller's).
-func (s *supervisor) replaceMember(e *endpoint) redis.UniversalClient {
-	if !e.owned || e.removed {
-		return nil
-	}
-	fresh, _, err := buildMember(e.spec, s.cfg.HealthCheckTimeout)
-	if err != nil {
-		return nil // the spec was valid when the endpoint was added
-	}
-	return e.member.Swap(&memberRef{fresh}).c
-}
-
-// abandon ends the commands still waiting on an owned endpoint that traffic
-// has just left because it failed: it gets a fresh traffic client and the
-// old one is closed at once. On a hung server those commands would
-// otherwise wait out their deadlines; now they fail at once, and the reads
-// among them are replayed on the new endpoint.
-func (s *supervisor) abandon(e *endpoint) {
-	if old := s.replaceMember(e); old != nil {
-		_ = old.Close()
-	}
-}
-
-// closeRetired closes the replaced clients retired before now-retireDelay,
-// and the clients of removed endpoints whose commands are done or whose
-// time is up (all of them when now is zero).
-func (s *supervisor) closeRetired(now time.Time) error {
-	var errs []error
-	keep := s.retired[:0]
-	for _, r := range s.retired {
-		if now.IsZero() || now.Sub(r.at) >= retireDelay {
-			_ = r.c.Close()
-		} else {
-			keep = append(keep, r)
-		}
-	}
-	s.retired = keep
-	stay := s.leaving[:0]
-	for _, l := range s.leaving {
-		if now.IsZero() || l.e.live.inflight() <= 0 || !now.Before(l.until) {
-			errs = append(errs, l.e.close())
-		} else {
-			stay = append(stay, l)
-		}
-	}
-	s.leaving = stay
-	return errors.Join(errs...)
-}
-
-// removeDelay bounds how long a removed endpoint's client stays open for
-// the commands still running on it.
-const removeDelay = time.Second
-
-type leavingEndpoint struct {
-	e     *endpoint
-	until time.Time
-}
-
-// remove takes e out of the set; the decision step that follows moves
-// traffic away if it was active. Its clients are closed by closeRetired,
-// on this goroutine, so no goroutine outlives the supervisor.
-func (s *supervisor) remove(e *endpoint, now time.Time) {
-	e.removed = true
-	s.c.scanTags.Delete(e.scanTag)
-	e.stopChecker()
-	if s.pinned == e {
-		s.pinned = nil
-	}
-	eps := make([]*endpoint, 0, len(s.eps)-1)
-	for _, o := range s.eps {
-		if o != e {
-			eps = append(eps, o)
-		}
-	}
-	s.eps = eps
-	s.leaving = append(s.leaving, leavingEndpoint{e: e, until: now.Add(removeDelay)})
-}
-
-// onCheck applies one health-check result, with N/M hysteresis: the first
-// result decides on its own; later, UnhealthyAfter failures in a row make an
-// endpoint unhealthy and HealthyAfter passes in a row make it healthy.
-func (s *supervisor) onCheck(r checkResult) {
-	e := r.ep
-	if e.removed || r.epoch != e.epoch.Load() {
-		return // a stale probe, from before the endpoint's breaker opened
-	}
-	e.lastCheck, e.lastLatency = r.at, r.latency
-	prev := e.health
-	if r.err == nil {
-		if prev == Unhealthy && e.passes == 0 {
-			s.refresh(e, r.at)
-		}
-		if !e.lastPassed {
-			e.passingSince = r.at
-		}
-		if started := r.at.Add(-r.latency); started.After(e.stallSince) {
-			e.stallSince = started // the server answered: it is not hung
-		}
-		e.passes, e.fails, e.lastPassed = e.passes+1, 0, true
-		if prev != Healthy && (prev == HealthUnknown || e.passes >= s.cfg.HealthyAfter) {
-			e.health, e.healthySince = Healthy, r.at
-		}
-	} else {
-		e.passes, e.fails, e.lastPassed, e.lastErr = 0, e.fails+1, false, r.err
-		e.passingSince = time.Time{}
-		if e.fails == 1 {
-			e.firstFailAt = r.at
-		}
-		if prev != Unhealthy && (prev == HealthUnknown || e.fails >= s.cfg.UnhealthyAfter) {
-			e.health = Unhealthy
-		}
-	}
-	if e.health != prev {
-		s.emit(Event{Kind: EventHealthChanged, At: r.at, Endpoint: e.name, Health: e.health, PrevHealth: prev, Err: r.err})
-	}
-}
-
 // choose is the selection rule, the one place that decides which endpoint
 // should be active now. Postcondition: it returns
 //   - the pinned endpoint (SwitchTo) while it is usable, or always if forced;
@@ -383,13 +234,11 @@ func (s *supervisor) onCheck(r checkResult) {
 // Usable means healthy, breaker closed and out of the grace period;
 // eligible means usable with a health check passed since the last failure
 // (so no endpoint is given traffic without one). Ties in weight go to
-// configuration order.
+// configuration order. choose only reads the state; decide carries out
+// what it returns.
 func (s *supervisor) choose(now time.Time) *endpoint {
-	if p := s.pinned; p != nil {
-		if !p.removed && (s.pinForced || p.usable(now)) {
-			return p
-		}
-		s.pinned = nil
+	if p := s.pinned; p != nil && !p.removed && (s.pinForced || p.usable(now)) {
+		return p
 	}
 	best := s.best(func(e *endpoint) bool { return e.eligible(now) })
 	a := s.active
@@ -434,12 +283,21 @@ func (s *supervisor) best(ok func(*endpoint) bool) *endpoint {
 	return b
 }
 
-// decide applies choose and publishes any change of route, with its events.
+// decide applies choose and carries out its decision: the pin, the grace
+// period of an endpoint that traffic left because it turned unhealthy, the
+// route and its events, and the clients of the endpoint left behind.
 func (s *supervisor) decide(now time.Time) {
 	target := s.choose(now)
+	if s.pinned != nil && target != s.pinned {
+		s.pinned, s.pinForced = nil, false // the pinned endpoint failed: the normal rules apply
+	}
 	from := s.active
 	if target != from {
-		s.switchTo(from, target, now)
+		reason, detection := s.switchReason(from, target, now)
+		if reason == ReasonHealth && from.health != Healthy {
+			s.startGrace(from, now)
+		}
+		s.switchTo(from, target, reason, detection, now)
 	}
 	if !s.started && (target != nil || s.allChecked()) {
 		s.started = true
@@ -469,7 +327,6 @@ func (s *supervisor) decide(now time.Time) {
 			s.abandon(from)
 		}
 	}
-	s.manual = false
 }
 
 func (s *supervisor) allChecked() bool {
@@ -481,26 +338,33 @@ func (s *supervisor) allChecked() bool {
 	return true
 }
 
-func (s *supervisor) switchTo(from, to *endpoint, now time.Time) {
-	reason, detection := ReasonNone, time.Duration(0)
+// switchReason says why traffic moves from one endpoint to another, and
+// how long the failure that caused it took to detect (0 when no failure
+// did). A move to the pinned endpoint is SwitchTo's doing: traffic reaches
+// a pinned endpoint only when the pin is made.
+func (s *supervisor) switchReason(from, to *endpoint, now time.Time) (SwitchReason, time.Duration) {
+	switch {
+	case from == nil:
+		return ReasonNone, 0
+	case from.removed:
+		return ReasonRemoved, 0
+	case to != nil && to == s.pinned:
+		return ReasonManual, 0
+	case from.breaker == BreakerOpen:
+		return ReasonBreaker, now.Sub(from.openedAt)
+	case from.health != Healthy:
+		return ReasonHealth, now.Sub(from.firstFailAt)
+	case from.usable(now):
+		return ReasonFailback, 0
+	}
+	return ReasonHealth, 0
+}
+
+// switchTo makes to the active endpoint and reports it.
+func (s *supervisor) switchTo(from, to *endpoint, reason SwitchReason, detection time.Duration, now time.Time) {
 	var lastErr error
 	if from != nil {
 		lastErr = from.lastErr
-		switch {
-		case from.removed:
-			reason = ReasonRemoved
-		case s.manual:
-			reason = ReasonManual
-		case from.breaker == BreakerOpen:
-			reason, detection = ReasonBreaker, now.Sub(from.openedAt)
-		case from.health != Healthy:
-			reason, detection = ReasonHealth, now.Sub(from.firstFailAt)
-			s.startGrace(from, now)
-		case from.usable(now):
-			reason = ReasonFailback
-		default:
-			reason = ReasonHealth
-		}
 	}
 	s.active = to
 	if to != nil && !to.graceUntil.IsZero() {

@@ -2,8 +2,6 @@ package geofailover
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"io"
 
@@ -97,24 +95,3 @@ func (c *Client) AsyncAutoPipelineWithOptions(*redis.AutoPipelineOptions) (*redi
 }
 
 var errAutoPipeline = fmt.Errorf("%w: AutoPipeline would bypass failover; use Pipeline", ErrNotSupported)
-
-// PingCheck is the default health check: PING must answer PONG.
-func PingCheck(ctx context.Context, c redis.UniversalClient) error {
-	return c.Ping(ctx).Err()
-}
-
-// EchoCheck is a health check that sends ECHO with a random payload and
-// requires the same payload back, so a proxy or a stale reply cannot pass.
-func EchoCheck(ctx context.Context, c redis.UniversalClient) error {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	want := hex.EncodeToString(b[:])
-	got, err := c.Echo(ctx, want).Result()
-	if err != nil {
-		return err
-	}
-	if got != want {
-		return fmt.Errorf("geofailover: ECHO returned %q, want %q", got, want)
-	}
-	return nil
-}
