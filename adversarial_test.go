@@ -136,9 +136,10 @@ func TestRemoveEndpointDuringClose(t *testing.T) {
 			eps = append(eps, geofailover.Endpoint{Name: []string{"a", "b", "c"}[i], Weight: float64(3 - i), URL: "redis://" + s.Addr})
 		}
 		c := newClient(t, &geofailover.Options{Endpoints: eps})
+		ctx := t.Context()
 		var wg sync.WaitGroup
-		wg.Go(func() { _ = c.RemoveEndpoint("b") })
-		wg.Go(func() { _ = c.RemoveEndpoint("a") })
+		wg.Go(func() { _ = c.RemoveEndpoint(ctx, "b") })
+		wg.Go(func() { _ = c.RemoveEndpoint(ctx, "a") })
 		wg.Go(func() { _ = c.Close() })
 		wg.Wait()
 	}

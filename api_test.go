@@ -20,18 +20,24 @@ func TestSetWeightSwitchesAtOnce(t *testing.T) {
 	waitActive(t, c, "east")
 	waitHealthy(t, c, "west")
 	time.Sleep(300 * time.Millisecond) // west has been healthy for FailbackDelay
-	if err := c.SetWeight("west", 2); err != nil {
+	ctx := t.Context()
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := c.SetWeight(done, "west", 2); !errors.Is(err, context.Canceled) || c.Active() != "east" {
+		t.Fatalf("SetWeight with a done context = %v, active %q; want context.Canceled and nothing changed", err, c.Active())
+	}
+	if err := c.SetWeight(ctx, "west", 2); err != nil {
 		t.Fatal(err)
 	}
 	if got := c.Active(); got != "west" {
 		t.Fatalf("active = %q right after SetWeight(west, 2), want west", got)
 	}
 	for _, bad := range []float64{0, -1, math.NaN(), math.Inf(1)} {
-		if err := c.SetWeight("west", bad); err == nil {
+		if err := c.SetWeight(ctx, "west", bad); err == nil {
 			t.Errorf("SetWeight(%v) accepted", bad)
 		}
 	}
-	if err := c.SetWeight("nope", 1); !errors.Is(err, geofailover.ErrUnknownEndpoint) {
+	if err := c.SetWeight(ctx, "nope", 1); !errors.Is(err, geofailover.ErrUnknownEndpoint) {
 		t.Errorf("SetWeight(nope) = %v, want ErrUnknownEndpoint", err)
 	}
 }
@@ -85,22 +91,22 @@ func TestAddAndRemoveEndpoint(t *testing.T) {
 	_, _, c := pair(t, fast)
 	waitActive(t, c, "east")
 	north := failovertest.StartServer(t)
-	if err := c.AddEndpoint(geofailover.Endpoint{Name: "north", Weight: 5, Options: &redis.Options{Addr: north.Addr}}); err != nil {
+	ctx := t.Context()
+	if err := c.AddEndpoint(ctx, geofailover.Endpoint{Name: "north", Weight: 5, Options: &redis.Options{Addr: north.Addr}}); err != nil {
 		t.Fatal(err)
 	}
 	took := waitActive(t, c, "north")
 	t.Logf("added endpoint became active after %v", took)
-	if err := c.AddEndpoint(geofailover.Endpoint{Name: "north", Weight: 1, URL: "redis://" + north.Addr}); err == nil {
+	if err := c.AddEndpoint(ctx, geofailover.Endpoint{Name: "north", Weight: 1, URL: "redis://" + north.Addr}); err == nil {
 		t.Error("duplicate AddEndpoint accepted")
 	}
-	ctx := context.Background()
 	if err := c.Set(ctx, "where", "north", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
 
 	events, stop := c.Events(16)
 	defer stop()
-	if err := c.RemoveEndpoint("north"); err != nil {
+	if err := c.RemoveEndpoint(ctx, "north"); err != nil {
 		t.Fatal(err)
 	}
 	if got := c.Active(); got != "east" {
@@ -115,13 +121,13 @@ func TestAddAndRemoveEndpoint(t *testing.T) {
 	if err := c.Get(ctx, "where").Err(); err != redis.Nil {
 		t.Errorf("GET after removal = %v, want redis.Nil from east", err)
 	}
-	if err := c.RemoveEndpoint("north"); !errors.Is(err, geofailover.ErrUnknownEndpoint) {
+	if err := c.RemoveEndpoint(ctx, "north"); !errors.Is(err, geofailover.ErrUnknownEndpoint) {
 		t.Errorf("second RemoveEndpoint = %v", err)
 	}
-	if err := c.RemoveEndpoint("west"); err != nil {
+	if err := c.RemoveEndpoint(ctx, "west"); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.RemoveEndpoint("east"); err == nil || !strings.Contains(err.Error(), "last endpoint") {
+	if err := c.RemoveEndpoint(ctx, "east"); err == nil || !strings.Contains(err.Error(), "last endpoint") {
 		t.Errorf("removing the last endpoint = %v, want refusal", err)
 	}
 }

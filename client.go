@@ -139,8 +139,12 @@ func (c *Client) publish(r *route) {
 }
 
 // call runs fn on the supervisor goroutine, followed by a decision step, and
-// waits for both.
+// waits for both. ctx bounds the wait for the supervisor to take the
+// request: a done ctx changes nothing.
 func (c *Client) call(ctx context.Context, fn func(s *supervisor, now time.Time)) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	req := request{fn: func(now time.Time) { fn(c.sup, now) }, done: make(chan struct{})}
 	select {
 	case c.sup.requests <- req:
@@ -256,13 +260,17 @@ func (s *supervisor) find(name string) *endpoint {
 }
 
 // SetWeight changes an endpoint's weight (> 0, finite) and re-evaluates the
-// choice of active endpoint at once.
-func (c *Client) SetWeight(name string, weight float64) error {
+// choice of active endpoint at once. Like AddEndpoint, RemoveEndpoint and
+// SwitchTo, it is carried out by the client's supervisor goroutine: ctx
+// bounds the wait for it to take the request (ctx.Err() if it ends first,
+// and nothing changed); once taken, the change is made and the call
+// returns when it is published.
+func (c *Client) SetWeight(ctx context.Context, name string, weight float64) error {
 	if err := validateWeight(name, weight); err != nil {
 		return fmt.Errorf("geofailover: SetWeight: %w", err)
 	}
 	var err error
-	cerr := c.call(context.Background(), func(s *supervisor, _ time.Time) {
+	cerr := c.call(ctx, func(s *supervisor, _ time.Time) {
 		if e := s.find(name); e != nil {
 			e.weight = weight
 		} else {
@@ -273,13 +281,13 @@ func (c *Client) SetWeight(name string, weight float64) error {
 }
 
 // AddEndpoint adds an endpoint; it starts being health-checked at once and
-// takes traffic when the selection rule picks it.
-func (c *Client) AddEndpoint(ep Endpoint) error {
+// takes traffic when the selection rule picks it. ctx: see SetWeight.
+func (c *Client) AddEndpoint(ctx context.Context, ep Endpoint) error {
 	if err := validateEndpoint(&ep); err != nil {
 		return fmt.Errorf("geofailover: AddEndpoint: %w", err)
 	}
 	var err error
-	cerr := c.call(context.Background(), func(s *supervisor, _ time.Time) {
+	cerr := c.call(ctx, func(s *supervisor, _ time.Time) {
 		_, err = s.add(ep)
 	})
 	return errors.Join(cerr, err)
@@ -288,10 +296,11 @@ func (c *Client) AddEndpoint(ep Endpoint) error {
 // RemoveEndpoint removes an endpoint. If it was active, traffic moves to the
 // next-best endpoint first (reason ReasonRemoved). A client we built for it
 // is closed once its in-flight commands have finished (at most a second
-// later, or at Close). The last endpoint cannot be removed.
-func (c *Client) RemoveEndpoint(name string) error {
+// later, or at Close). The last endpoint cannot be removed. ctx: see
+// SetWeight.
+func (c *Client) RemoveEndpoint(ctx context.Context, name string) error {
 	var err error
-	cerr := c.call(context.Background(), func(s *supervisor, now time.Time) {
+	cerr := c.call(ctx, func(s *supervisor, now time.Time) {
 		e := s.find(name)
 		switch {
 		case e == nil:

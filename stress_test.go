@@ -140,18 +140,18 @@ func TestStressManagementAndTraffic(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	})
 	loop(func(ctx context.Context, i int) {
-		if err := c.SetWeight("b", float64(1+i%4)); err != nil {
+		if err := c.SetWeight(ctx, "b", float64(1+i%4)); err != nil {
 			note("setweight", err)
 		}
 		_ = c.Status()
 		time.Sleep(10 * time.Millisecond)
 	})
 	loop(func(ctx context.Context, i int) {
-		if err := c.AddEndpoint(geofailover.Endpoint{Name: "c", Weight: 0.5, URL: "redis://" + servers[2].Addr}); err != nil {
+		if err := c.AddEndpoint(ctx, geofailover.Endpoint{Name: "c", Weight: 0.5, URL: "redis://" + servers[2].Addr}); err != nil {
 			note("add", err)
 		}
 		time.Sleep(30 * time.Millisecond)
-		if err := c.RemoveEndpoint("c"); err != nil {
+		if err := c.RemoveEndpoint(ctx, "c"); err != nil {
 			note("remove", err)
 		}
 	})
