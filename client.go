@@ -316,16 +316,20 @@ func (c *Client) RemoveEndpoint(ctx context.Context, name string) error {
 
 // OnEvent adds a subscriber; fn receives every later Event, in order, on the
 // client's event goroutine (never under a lock, never on the command path).
-// A slow fn delays later deliveries only; a fn that blocks never delays
-// Close. The returned function unsubscribes.
+// A slow fn delays later deliveries only (to every subscriber); a fn that
+// blocks never delays Close. While deliveries are behind, at most
+// MaxPendingEvents events wait: beyond that the oldest are dropped and one
+// EventsDropped, saying how many, is delivered in their place. The
+// returned function unsubscribes.
 func (c *Client) OnEvent(fn func(Event)) (unsubscribe func()) {
 	return c.events.subscribe(fn, true)
 }
 
 // Events returns a channel that receives every later Event, in order, and a
 // function that stops the subscription. A reader that falls behind delays
-// other subscribers' deliveries, never the client or Close; events are not
-// dropped before Close. Close closes the channel, so a loop ranging over it
+// other subscribers' deliveries, never the client or Close; past
+// MaxPendingEvents waiting events the oldest are dropped (see OnEvent).
+// Close closes the channel, so a loop ranging over it
 // ends (at once, unless an OnEvent callback is still running; the stop
 // function leaves the channel open).
 func (c *Client) Events(buffer int) (<-chan Event, func()) {

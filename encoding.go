@@ -36,7 +36,7 @@ func (k EventKind) MarshalText() ([]byte, error) { return []byte(k.String()), ni
 // UnmarshalText decodes a name MarshalText gives.
 func (k *EventKind) UnmarshalText(b []byte) error {
 	return unmarshalEnum(b, k, "event kind", EventInitialSelection, EventSwitch, EventHealthChanged,
-		EventBreakerOpened, EventBreakerClosed, EventAllDown, EventRecovered, EventPubSubInterrupted, EventPubSubRestored)
+		EventBreakerOpened, EventBreakerClosed, EventAllDown, EventRecovered, EventPubSubInterrupted, EventPubSubRestored, EventsDropped)
 }
 
 // MarshalText encodes the reason as its name ("breaker").
@@ -116,7 +116,7 @@ func (ev Event) MarshalJSON() ([]byte, error) {
 var jsonName = map[string]string{
 	"endpoint": "Endpoint", "from": "From", "to": "To", "reason": "Reason", "detection": "DetectionTime",
 	"health": "Health", "prev_health": "PrevHealth", "cause": "Cause", "err": "Err",
-	"gap_start": "GapStart", "subscriptions": "Subscriptions",
+	"gap_start": "GapStart", "subscriptions": "Subscriptions", "dropped": "Dropped",
 }
 
 // attrs are the event's fields that apply to its kind, for slog and JSON.
@@ -138,6 +138,7 @@ func (ev Event) attrs() []slog.Attr {
 	add("err", errText(ev.Err), ev.Err != nil)
 	add("gap_start", ev.GapStart, !ev.GapStart.IsZero())
 	add("subscriptions", ev.Subscriptions, ev.Subscriptions > 0)
+	add("dropped", ev.Dropped, ev.Dropped > 0)
 	return as
 }
 
@@ -149,7 +150,7 @@ func (ev Event) LogValue() slog.Value { return slog.GroupValue(ev.attrs()...) }
 // gap) is a warning; getting it back, or a planned move, is information.
 func (ev Event) level() slog.Level {
 	switch ev.Kind {
-	case EventBreakerOpened, EventAllDown, EventPubSubInterrupted:
+	case EventBreakerOpened, EventAllDown, EventPubSubInterrupted, EventsDropped:
 		return slog.LevelWarn
 	case EventHealthChanged:
 		if ev.Health == Unhealthy {

@@ -42,7 +42,7 @@ func TestEnumsAsNames(t *testing.T) {
 		all = append(all, h)
 	}
 	all = append(all, geofailover.BreakerClosed, geofailover.BreakerOpen)
-	for k := geofailover.EventInitialSelection; k <= geofailover.EventPubSubRestored; k++ {
+	for k := geofailover.EventInitialSelection; k <= geofailover.EventsDropped; k++ {
 		all = append(all, k)
 	}
 	for r := geofailover.ReasonNone; r <= geofailover.ReasonRemoved; r++ {

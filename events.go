@@ -31,7 +31,18 @@ const (
 	// Subscriptions are confirmed on To. Messages published in between
 	// were not delivered.
 	EventPubSubRestored
+	// EventsDropped: a subscriber fell so far behind that more than
+	// MaxPendingEvents events waited for delivery; the oldest of them,
+	// Dropped in all, were discarded. It is delivered in their place,
+	// before the events that were kept.
+	EventsDropped
 )
+
+// MaxPendingEvents is the most events that wait for delivery to
+// subscribers (OnEvent, Events). Beyond it the oldest waiting events are
+// dropped and replaced by one EventsDropped, so a subscriber that never
+// reads costs bounded memory.
+const MaxPendingEvents = 10000
 
 // String returns the kind's name ("switch", "breaker-opened", ...).
 func (k EventKind) String() string {
@@ -54,6 +65,8 @@ func (k EventKind) String() string {
 		return "pubsub-interrupted"
 	case EventPubSubRestored:
 		return "pubsub-restored"
+	case EventsDropped:
+		return "events-dropped"
 	}
 	return "unknown"
 }
@@ -115,17 +128,21 @@ type Event struct {
 	// Subscriptions is, for Pub/Sub events, how many channels, patterns
 	// and shard channels the PubSub holds.
 	Subscriptions int
+	// Dropped is, for EventsDropped, how many events were discarded.
+	Dropped int
 }
 
 // eventQueue delivers events to subscribers in order, on one goroutine of
 // its own, so that neither the command path nor the supervisor ever waits
-// for a subscriber. The queue is unbounded: a slow subscriber delays only
-// later deliveries. close never waits for a subscriber: it releases channel
+// for a subscriber. A slow subscriber delays later deliveries; at most
+// MaxPendingEvents wait (the oldest beyond are dropped, and counted in an
+// EventsDropped delivered in their place). close never waits for a subscriber: it releases channel
 // subscribers at once and leaves a callback that is running to finish on
 // its own.
 type eventQueue struct {
 	mu         sync.Mutex // protects the following fields
 	pending    []Event
+	dropped    int // events dropped from the head of pending, not yet reported
 	subs       []*subscriber
 	closed     bool
 	inCallback bool // the delivery goroutine is inside a user's callback
@@ -160,6 +177,10 @@ func (q *eventQueue) publish(evs ...Event) {
 		return
 	}
 	q.pending = append(q.pending, evs...)
+	if over := len(q.pending) - MaxPendingEvents; over > 0 {
+		q.pending = q.pending[over:] // the array is reallocated, to the live part, as it grows
+		q.dropped += over
+	}
 	q.mu.Unlock()
 	select {
 	case q.signal <- struct{}{}:
@@ -226,13 +247,22 @@ func (q *eventQueue) run() {
 				q.mu.Unlock()
 				return
 			}
-			if len(q.pending) == 0 {
+			var ev Event
+			switch {
+			case q.dropped > 0:
+				ev = Event{Kind: EventsDropped, At: time.Now(), Dropped: q.dropped}
+				q.dropped = 0
+			case len(q.pending) > 0:
+				ev = q.pending[0]
+				q.pending = q.pending[1:]
+			default:
 				q.pending = nil
 				q.mu.Unlock()
+			}
+			if ev.Kind == 0 {
 				break
 			}
-			ev, subs := q.pending[0], q.subs
-			q.pending = q.pending[1:]
+			subs := q.subs
 			q.mu.Unlock()
 			for _, s := range subs {
 				if !q.deliver(s, ev) {
@@ -269,7 +299,7 @@ func (q *eventQueue) close() {
 	q.mu.Lock()
 	if !q.closed {
 		q.closed = true
-		q.pending = nil
+		q.pending, q.dropped = nil, 0
 		close(q.quit)
 	}
 	busy := q.inCallback

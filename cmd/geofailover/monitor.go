@@ -141,6 +141,8 @@ func describe(ev geofailover.Event) string {
 		return fmt.Sprintf("pubsub interrupted on %s", ev.From)
 	case geofailover.EventPubSubRestored:
 		return fmt.Sprintf("pubsub restored on %s (gap %v)", ev.To, ev.At.Sub(ev.GapStart).Round(10*time.Microsecond))
+	case geofailover.EventsDropped:
+		return fmt.Sprintf("%d events dropped (this view fell behind)", ev.Dropped)
 	}
 	return ev.Kind.String()
 }
