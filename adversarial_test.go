@@ -52,7 +52,7 @@ func (l *eventLog) all() []geofailover.Event {
 // every healthy region).
 func TestSpentDeadlineIsNotAFailure(t *testing.T) {
 	_, _, c := pair(t, nil)
-	waitHealthy(t, c, "west")
+	failovertest.WaitHealth(t, c, "west", geofailover.Healthy)
 	log := logEvents(c)
 	spent, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
 	defer cancel()
@@ -101,14 +101,14 @@ func TestNoFlapBackToFrozenServer(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			east, _, c := pair(t, tc.tune)
-			waitHealthy(t, c, "west")
+			failovertest.WaitHealth(t, c, "west", geofailover.Healthy)
 			log := logEvents(c)
-			w := startWorkload(c, 8)
-			defer w.halt()
+			w := failovertest.Workload{Workers: 8}.Start(c)
+			defer w.Stop()
 			time.Sleep(200 * time.Millisecond)
 			pause(t, east)
 			defer func() { _ = east.Resume() }()
-			waitActive(t, c, "west")
+			failovertest.WaitActive(t, c, "west")
 			time.Sleep(tc.for_)
 			var switches []string
 			for _, ev := range log.all() {
@@ -149,7 +149,7 @@ func TestRemoveEndpointDuringClose(t *testing.T) {
 // event subscribers do: a channel nobody reads, a callback that blocks.
 func TestCloseDespiteStuckSubscribers(t *testing.T) {
 	_, _, c := pair(t, nil)
-	waitHealthy(t, c, "west")
+	failovertest.WaitHealth(t, c, "west", geofailover.Healthy)
 	release := make(chan struct{})
 	defer close(release)
 	entered := make(chan struct{}, 1)
@@ -188,7 +188,7 @@ func TestBigReplyIsNotAStall(t *testing.T) {
 		{Name: "east", Weight: 1, Options: &redis.Options{Addr: proxy.Addr}},
 		{Name: "west", Weight: 0.5, Options: &redis.Options{Addr: west.Addr}},
 	}})
-	waitHealthy(t, c, "west")
+	failovertest.WaitHealth(t, c, "west", geofailover.Healthy)
 	log := logEvents(c)
 	value := strings.Repeat("x", 8<<20)
 	if err := direct(t, east).Set(ctxFor(t, testTimeout), "big", value, 0).Err(); err != nil {
@@ -225,15 +225,15 @@ func TestPubSubStaysWithTheTraffic(t *testing.T) {
 		{Name: "b", Weight: 0.5, Options: &redis.Options{Addr: b.Addr}},
 	}, GracePeriod: time.Minute, HealthCheckInterval: 100 * time.Millisecond})
 	ctx := ctxFor(t, testTimeout)
-	waitHealthy(t, c, "b")
+	failovertest.WaitHealth(t, c, "b", geofailover.Healthy)
 	// b fails while active: its breaker opens, its grace period begins.
 	if err := c.SwitchTo(ctx, "b"); err != nil {
 		t.Fatal(err)
 	}
 	pause(t, b)
-	w := startWorkload(c, 4)
-	waitActive(t, c, "a")
-	w.halt()
+	w := failovertest.Workload{Workers: 4}.Start(c)
+	failovertest.WaitActive(t, c, "a")
+	w.Stop()
 	if err := b.Resume(); err != nil {
 		t.Fatal(err)
 	}
@@ -330,7 +330,7 @@ func waitPassing(t *testing.T, c *geofailover.Client, name string) {
 // client closes, also for a channel subscribed after Close.
 func TestEventsChannelClosedAtClose(t *testing.T) {
 	_, _, c := pair(t, nil)
-	waitHealthy(t, c, "west")
+	failovertest.WaitHealth(t, c, "west", geofailover.Healthy)
 	ch, stop := c.Events(4)
 	defer stop()
 	ended := make(chan int)

@@ -17,8 +17,8 @@ import (
 
 func TestSetWeightSwitchesAtOnce(t *testing.T) {
 	_, _, c := pair(t, fast)
-	waitActive(t, c, "east")
-	waitHealthy(t, c, "west")
+	failovertest.WaitActive(t, c, "east")
+	failovertest.WaitHealth(t, c, "west", geofailover.Healthy)
 	time.Sleep(300 * time.Millisecond) // west has been healthy for FailbackDelay
 	ctx := t.Context()
 	done, cancel := context.WithCancel(ctx)
@@ -44,8 +44,8 @@ func TestSetWeightSwitchesAtOnce(t *testing.T) {
 
 func TestSwitchTo(t *testing.T) {
 	east, _, c := pair(t, fast)
-	waitActive(t, c, "east")
-	waitHealthy(t, c, "west")
+	failovertest.WaitActive(t, c, "east")
+	failovertest.WaitHealth(t, c, "west", geofailover.Healthy)
 	ctx := context.Background()
 	events, stop := c.Events(16)
 	defer stop()
@@ -56,7 +56,7 @@ func TestSwitchTo(t *testing.T) {
 	if got := c.Active(); got != "west" {
 		t.Fatalf("active = %q after SwitchTo(west)", got)
 	}
-	if ev := nextEvent(t, events, geofailover.EventSwitch); ev.Reason != geofailover.ReasonManual {
+	if ev := failovertest.NextEvent(t, events, geofailover.EventSwitch, nil); ev.Reason != geofailover.ReasonManual {
 		t.Errorf("switch reason %v, want manual", ev.Reason)
 	}
 	// The pin holds: no failback to east while west is usable.
@@ -68,11 +68,11 @@ func TestSwitchTo(t *testing.T) {
 	if err := c.SwitchTo(ctx, ""); err != nil {
 		t.Fatal(err)
 	}
-	waitActive(t, c, "east")
+	failovertest.WaitActive(t, c, "east")
 
 	// An unhealthy target is refused unless forced.
 	east.Kill()
-	waitActive(t, c, "west")
+	failovertest.WaitActive(t, c, "west")
 	if err := c.SwitchTo(ctx, "east"); !errors.Is(err, geofailover.ErrEndpointUnhealthy) {
 		t.Fatalf("SwitchTo(dead east) = %v, want ErrEndpointUnhealthy", err)
 	}
@@ -89,13 +89,13 @@ func TestSwitchTo(t *testing.T) {
 
 func TestAddAndRemoveEndpoint(t *testing.T) {
 	_, _, c := pair(t, fast)
-	waitActive(t, c, "east")
+	failovertest.WaitActive(t, c, "east")
 	north := failovertest.StartServer(t)
 	ctx := t.Context()
 	if err := c.AddEndpoint(ctx, geofailover.Endpoint{Name: "north", Weight: 5, Options: &redis.Options{Addr: north.Addr}}); err != nil {
 		t.Fatal(err)
 	}
-	took := waitActive(t, c, "north")
+	took := failovertest.WaitActive(t, c, "north")
 	t.Logf("added endpoint became active after %v", took)
 	if err := c.AddEndpoint(ctx, geofailover.Endpoint{Name: "north", Weight: 1, URL: "redis://" + north.Addr}); err == nil {
 		t.Error("duplicate AddEndpoint accepted")
@@ -112,7 +112,7 @@ func TestAddAndRemoveEndpoint(t *testing.T) {
 	if got := c.Active(); got != "east" {
 		t.Fatalf("active = %q after removing north, want east", got)
 	}
-	if ev := nextEvent(t, events, geofailover.EventSwitch); ev.Reason != geofailover.ReasonRemoved || ev.From != "north" {
+	if ev := failovertest.NextEvent(t, events, geofailover.EventSwitch, nil); ev.Reason != geofailover.ReasonRemoved || ev.From != "north" {
 		t.Errorf("switch event %+v, want from north, reason removed", ev)
 	}
 	if n := len(c.Status()); n != 2 {
@@ -134,7 +134,7 @@ func TestAddAndRemoveEndpoint(t *testing.T) {
 
 func TestStatusAndCommands(t *testing.T) {
 	_, west, c := pair(t, fast)
-	waitActive(t, c, "east")
+	failovertest.WaitActive(t, c, "east")
 	ctx := context.Background()
 	if err := c.Set(ctx, "a", "1", 0).Err(); err != nil {
 		t.Fatal(err)
@@ -267,7 +267,7 @@ func TestCloseIsCleanAndFinal(t *testing.T) {
 // endpoint (WRONGTYPE, unknown command, redis.Nil) never open its breaker.
 func TestReplyErrorsDoNotTrip(t *testing.T) {
 	_, _, c := pair(t, fast)
-	waitActive(t, c, "east")
+	failovertest.WaitActive(t, c, "east")
 	ctx := context.Background()
 	c.LPush(ctx, "list", "x")
 	for range 20 {
@@ -305,9 +305,9 @@ func TestHealthCheckKinds(t *testing.T) {
 			return geofailover.EchoCheck(ctx, rc)
 		}
 	})
-	waitActive(t, c, "east")
+	failovertest.WaitActive(t, c, "east")
 	eastBad.Store(true)
-	waitActive(t, c, "west")
+	failovertest.WaitActive(t, c, "west")
 	var st geofailover.EndpointStatus
 	for _, s := range c.Status() {
 		if s.Name == "east" {
@@ -330,12 +330,12 @@ func TestCustomFailureRule(t *testing.T) {
 			return strings.Contains(err.Error(), "WRONGTYPE") || geofailover.DefaultIsEndpointFailure(err)
 		}
 	})
-	waitActive(t, c, "east")
-	waitHealthy(t, c, "west")
+	failovertest.WaitActive(t, c, "east")
+	failovertest.WaitHealth(t, c, "west", geofailover.Healthy)
 	ctx := context.Background()
 	c.LPush(ctx, "list", "x")
 	for range 5 {
 		c.Get(ctx, "list")
 	}
-	waitActive(t, c, "west")
+	failovertest.WaitActive(t, c, "west")
 }

@@ -142,7 +142,7 @@ func TestWatchAsGoRedis(t *testing.T) {
 	for range 5 {
 		_ = c2.Watch(ctx, func(*redis.Tx) error { t.Error("fn ran on a dead endpoint"); return nil }, "w")
 	}
-	ev := waitEvent(t, evs, geofailover.EventBreakerOpened, "")
+	ev := failovertest.NextEvent(t, evs, geofailover.EventBreakerOpened, nil)
 	if ev.Cause != "consecutive failures" && ev.Cause != "stalled" {
 		t.Fatalf("breaker opened for %q, want the WATCH failures", ev.Cause)
 	}

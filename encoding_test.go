@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/geofailover/geofailover"
+	"github.com/geofailover/geofailover/failovertest"
 )
 
 // syncBuffer is a bytes.Buffer safe for the logger's concurrent writes.
@@ -76,13 +77,13 @@ func TestStatusEventsAndLogsAsNames(t *testing.T) {
 		fast(o)
 		o.Logger = slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	})
-	waitHealthy(t, c, "west")
+	failovertest.WaitHealth(t, c, "west", geofailover.Healthy)
 	log := logEvents(c)
-	w := startWorkload(c, 4)
+	w := failovertest.Workload{Workers: 4}.Start(c)
 	east.Kill()
-	waitActive(t, c, "west")
-	waitHealth(t, c, "east", geofailover.Unhealthy)
-	w.halt()
+	failovertest.WaitActive(t, c, "west")
+	failovertest.WaitHealth(t, c, "east", geofailover.Unhealthy)
+	w.Stop()
 
 	b, err := json.Marshal(c.Status())
 	must(t, err)

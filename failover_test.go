@@ -15,29 +15,29 @@ import (
 // commands in flight.
 func TestKillUnderLoad(t *testing.T) {
 	east, _, c := pair(t, nil)
-	waitActive(t, c, "east")
-	w := startWorkload(c, 8)
+	failovertest.WaitActive(t, c, "east")
+	run := failovertest.Workload{}.Start(c) // the reference workload: 8 workers, SET+GET, 100 ms
 	time.Sleep(200 * time.Millisecond)
 	killStart := time.Now()
 	east.Kill() // returns once the process is gone: later successes are west's
 	killedAt := time.Now()
 	time.Sleep(300 * time.Millisecond)
-	w.halt()
+	tl := run.Stop()
 
-	first, ok := w.firstSuccessAfter(killedAt)
+	first, ok := tl.FirstSuccess("west", killedAt)
 	if !ok {
-		t.Fatal("no command succeeded after the kill")
+		t.Fatal("no command succeeded on west after the kill")
 	}
 	if got := c.Active(); got != "west" {
 		t.Fatalf("active = %q after kill, want west", got)
 	}
-	reads, writes, sample := w.errorsAfter(killStart)
+	errs := tl.Errors(killStart, time.Time{})
 	t.Logf("kill under load: first success on west <= %v after SIGKILL; errors: %d reads, %d writes %v; slowest command %v; %d ops",
-		first+killedAt.Sub(killStart), reads, writes, sample, w.maxDur, w.ops.Load())
+		first+killedAt.Sub(killStart), errs.Reads, errs.Writes, errs.Sample, tl.Slowest(killStart, time.Time{}), len(tl.Records))
 	// Reads that lost their answer are replayed on west (the README: 0 read
 	// errors); writes may fail only while in flight, one per worker.
-	if writes > 8 || reads > 0 {
-		t.Errorf("workload saw %d read and %d write errors, want 0 reads and at most one write per worker", reads, writes)
+	if errs.Writes > 8 || errs.Reads > 0 {
+		t.Errorf("workload saw %d read and %d write errors, want 0 reads and at most one write per worker", errs.Reads, errs.Writes)
 	}
 }
 
@@ -45,12 +45,12 @@ func TestKillUnderLoad(t *testing.T) {
 // move traffic off a killed endpoint.
 func TestKillNoTraffic(t *testing.T) {
 	east, _, c := pair(t, nil)
-	waitActive(t, c, "east")
+	failovertest.WaitActive(t, c, "east")
 	events, stop := c.Events(16)
 	defer stop()
 	east.Kill()
-	took := waitActive(t, c, "west")
-	ev := nextEvent(t, events, geofailover.EventSwitch)
+	took := failovertest.WaitActive(t, c, "west")
+	ev := failovertest.NextEvent(t, events, geofailover.EventSwitch, nil)
 	t.Logf("kill with no traffic: switched after %v (event: reason %v, detection %v)", took, ev.Reason, ev.DetectionTime)
 	if ev.From != "east" || ev.To != "west" || ev.Reason != geofailover.ReasonHealth {
 		t.Errorf("switch event %+v, want east->west for health", ev)
@@ -65,14 +65,14 @@ func TestKillNoTraffic(t *testing.T) {
 // failback delay are over.
 func TestFailbackDefaults(t *testing.T) {
 	east, _, c := pair(t, nil)
-	waitActive(t, c, "east")
+	failovertest.WaitActive(t, c, "east")
 	east.Kill()
-	waitActive(t, c, "west")
+	failovertest.WaitActive(t, c, "west")
 	if err := east.Restart(); err != nil {
 		t.Fatal(err)
 	}
 	restarted := time.Now()
-	waitActive(t, c, "east")
+	failovertest.WaitActive(t, c, "east")
 	took := time.Since(restarted)
 	t.Logf("failback with defaults: %v after restart", took)
 	if took > 16*time.Second {
@@ -87,29 +87,30 @@ func TestFailbackDefaults(t *testing.T) {
 // load; the breaker must move every worker within a second.
 func TestHangUnderLoad(t *testing.T) {
 	east, _, c := pair(t, nil)
-	waitActive(t, c, "east")
-	w := startWorkload(c, 8)
+	failovertest.WaitActive(t, c, "east")
+	run := failovertest.Workload{}.Start(c)
 	time.Sleep(200 * time.Millisecond)
 	stoppedAt := time.Now()
 	if err := east.Pause(); err != nil {
 		t.Fatal(err)
 	}
 	defer east.Resume()
-	took := waitActive(t, c, "west")
+	took := failovertest.WaitActive(t, c, "west")
 	time.Sleep(300 * time.Millisecond)
-	w.halt()
-	first, ok := w.firstSuccessAfter(stoppedAt.Add(took))
+	tl := run.Stop()
+	first, ok := tl.FirstSuccess("west", stoppedAt.Add(took))
 	if !ok {
-		t.Fatal("no command succeeded after the switch")
+		t.Fatal("no command succeeded on west after the switch")
 	}
-	reads, writes, sample := w.errorsAfter(stoppedAt)
+	errs := tl.Errors(stoppedAt, time.Time{})
+	slowest := tl.Slowest(time.Time{}, time.Time{})
 	t.Logf("hang under load: switched %v after SIGSTOP, then first success %v; errors %d reads, %d writes %v; slowest %v",
-		took, first, reads, writes, sample, w.maxDur)
+		took, first, errs.Reads, errs.Writes, errs.Sample, slowest)
 	if took > time.Second {
 		t.Errorf("switch took %v, want <= 1 s", took)
 	}
-	if w.maxDur > 150*time.Millisecond {
-		t.Errorf("a command took %v despite a 100 ms deadline", w.maxDur)
+	if slowest > 150*time.Millisecond {
+		t.Errorf("a command took %v despite a 100 ms deadline", slowest)
 	}
 	// Errors charged to west because of east: none may open west's breaker.
 	for _, st := range c.Status() {
@@ -124,10 +125,10 @@ func TestHangUnderLoad(t *testing.T) {
 // back, service resumes by itself.
 func TestAllDownThenOneBack(t *testing.T) {
 	east, west, c := pair(t, nil)
-	waitActive(t, c, "east")
+	failovertest.WaitActive(t, c, "east")
 	east.Kill()
 	west.Kill()
-	waitActive(t, c, "")
+	failovertest.WaitActive(t, c, "")
 
 	ctx := context.Background()
 	start := time.Now()
@@ -175,21 +176,6 @@ func TestPreferredDownAtStart(t *testing.T) {
 	if err := east.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	took := waitActive(t, c, "east")
+	took := failovertest.WaitActive(t, c, "east")
 	t.Logf("preferred endpoint up after start: failback in %v (tuned)", took)
-}
-
-func nextEvent(t *testing.T, ch <-chan geofailover.Event, kind geofailover.EventKind) geofailover.Event {
-	t.Helper()
-	timeout := time.After(testTimeout)
-	for {
-		select {
-		case ev := <-ch:
-			if ev.Kind == kind {
-				return ev
-			}
-		case <-timeout:
-			t.Fatalf("no %v event within %v", kind, testTimeout)
-		}
-	}
 }

@@ -1,18 +1,14 @@
 package geofailover_test
 
 import (
-	"context"
 	"testing"
 
-	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
+
+	"github.com/geofailover/geofailover/failovertest"
 )
 
-type quietLogger struct{}
-
-func (quietLogger) Printf(context.Context, string, ...any) {}
-
 func TestMain(m *testing.M) {
-	redis.SetLogger(quietLogger{}) // go-redis logs every refused dial
+	failovertest.SilenceRedisLog() // go-redis logs every refused dial
 	goleak.VerifyTestMain(m)
 }

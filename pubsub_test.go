@@ -79,23 +79,6 @@ func expectMessages(t *testing.T, ch <-chan *redis.Message, want []string) {
 	}
 }
 
-// waitEvent waits for an event of kind (with To == to, if given) and
-// returns it.
-func waitEvent(t *testing.T, evs <-chan geofailover.Event, kind geofailover.EventKind, to string) geofailover.Event {
-	t.Helper()
-	deadline := time.After(testTimeout)
-	for {
-		select {
-		case ev := <-evs:
-			if ev.Kind == kind && (to == "" || ev.To == to) {
-				return ev
-			}
-		case <-deadline:
-			t.Fatalf("no %v event (to %q) within %v", kind, to, testTimeout)
-		}
-	}
-}
-
 // subscribeAll returns a PubSub holding all three kinds of subscription,
 // each confirmed by a server, and its message channel.
 func subscribeAll(t *testing.T, c *geofailover.Client) (*redis.PubSub, <-chan *redis.Message) {
@@ -146,7 +129,7 @@ func TestPubSubFollowsFailover(t *testing.T) {
 			expectMessages(t, msgs, publishAll(t, east, "before", all...))
 
 			inject(t, fault, east, c)
-			ev := waitEvent(t, evs, geofailover.EventPubSubRestored, "west")
+			ev := failovertest.NextEvent(t, evs, geofailover.EventPubSubRestored, to("west"))
 			if ev.From != "east" || ev.Subscriptions != 3 {
 				t.Errorf("restored event %+v: want from east, 3 subscriptions", ev)
 			}
@@ -164,8 +147,8 @@ func TestPubSubFollowsFailover(t *testing.T) {
 			expectMessages(t, msgs, publishAll(t, west, "late", all...))
 
 			heal(t, fault, east)
-			waitActive(t, c, "east")
-			ev = waitEvent(t, evs, geofailover.EventPubSubRestored, "east")
+			failovertest.WaitActive(t, c, "east")
+			ev = failovertest.NextEvent(t, evs, geofailover.EventPubSubRestored, to("east"))
 			t.Logf("%s: re-subscription gap on failback %v", fault, gapOf(ev))
 			if ev.Subscriptions != 4 {
 				t.Errorf("restored event %+v: want 4 subscriptions", ev)
@@ -215,7 +198,7 @@ func waitSubscribers(t *testing.T, s *failovertest.Server, channel string, want 
 // second) lose no subscription.
 func TestPubSubRapidSwitches(t *testing.T) {
 	east, west, c := pair(t, fast)
-	waitHealthy(t, c, "west")
+	failovertest.WaitHealth(t, c, "west", geofailover.Healthy)
 	_, msgs := subscribeAll(t, c)
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
@@ -264,7 +247,7 @@ func TestPubSubReceiveMessage(t *testing.T) {
 		t.Fatalf("ReceiveMessage = %v, %v", m, err)
 	}
 	east.Kill()
-	waitActive(t, c, "west")
+	failovertest.WaitActive(t, c, "west")
 	waitSubscribers(t, west, "news")
 	publishAll(t, west, "2", "news")
 	if m, err := ps.ReceiveMessage(ctx); err != nil || m.Payload != "news-2" {
@@ -309,17 +292,17 @@ func TestPubSubGapDefaults(t *testing.T) {
 	for _, load := range []bool{true, false} {
 		t.Run(fmt.Sprintf("load=%v", load), func(t *testing.T) {
 			east, west, c := pair(t, nil)
-			waitActive(t, c, "east")
+			failovertest.WaitActive(t, c, "east")
 			evs, cancel := c.Events(64)
 			defer cancel()
 			_, msgs := subscribeAll(t, c)
 			if load {
-				w := startWorkload(c, 8)
-				defer w.halt()
+				w := failovertest.Workload{Workers: 8}.Start(c)
+				defer w.Stop()
 				time.Sleep(100 * time.Millisecond)
 			}
 			east.Kill()
-			ev := waitEvent(t, evs, geofailover.EventPubSubRestored, "west")
+			ev := failovertest.NextEvent(t, evs, geofailover.EventPubSubRestored, to("west"))
 			t.Logf("pubsub gap, defaults, SIGKILL, load=%v: %v (3 subscriptions: channel, pattern, shard)", load, gapOf(ev))
 			expectMessages(t, msgs, publishAll(t, west, "after", "news", "alerts.9", "orders"))
 		})

@@ -17,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/geofailover/geofailover"
+	"github.com/geofailover/geofailover/failovertest"
 )
 
 // frozenReads freezes east under a read-only load whose per-call deadline
@@ -24,7 +25,7 @@ import (
 func frozenReads(t *testing.T, d time.Duration) (failed, total int64) {
 	t.Helper()
 	east, _, c := pair(t, nil) // defaults: StallTimeout 500 ms
-	waitHealthy(t, c, "west")
+	failovertest.WaitHealth(t, c, "west", geofailover.Healthy)
 	ctx := context.Background()
 	must(t, c.Set(ctx, "k", "v", 0).Err())
 	warm(t, c, 8)
@@ -47,7 +48,7 @@ func frozenReads(t *testing.T, d time.Duration) (failed, total int64) {
 	time.Sleep(100 * time.Millisecond)
 	pause(t, east)
 	defer func() { _ = east.Resume() }()
-	waitActive(t, c, "west")
+	failovertest.WaitActive(t, c, "west")
 	time.Sleep(d + 200*time.Millisecond)
 	stop.Store(true)
 	wg.Wait()
@@ -157,7 +158,7 @@ func consume(ctx context.Context, c *geofailover.Client, stream, group, me strin
 // both servers, as Active-Active replication would.)
 func TestRecipeStreamConsumerAcrossRegions(t *testing.T) {
 	east, west, c := pair(t, fast)
-	waitHealthy(t, c, "west")
+	failovertest.WaitHealth(t, c, "west", geofailover.Healthy)
 	ctx := ctxFor(t, testTimeout)
 	both := []*redis.Client{direct(t, east), direct(t, west)}
 	add := func(from, to int) {
@@ -186,7 +187,7 @@ func TestRecipeStreamConsumerAcrossRegions(t *testing.T) {
 	}()
 	waitFor(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(handled) == 50 })
 	must(t, east.Kill())
-	waitActive(t, c, "west")
+	failovertest.WaitActive(t, c, "west")
 	add(50, 100)
 	waitFor(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(handled) == 100 })
 	stop()

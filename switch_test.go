@@ -37,8 +37,8 @@ func shortReads(t *testing.T, tune func(*geofailover.Options), eastOpts ...failo
 		tune(opts)
 	}
 	c = newClient(t, opts)
-	waitActive(t, c, "east")
-	waitHealthy(t, c, "west")
+	failovertest.WaitActive(t, c, "east")
+	failovertest.WaitHealth(t, c, "west", geofailover.Healthy)
 	warm(t, c, 4)
 	return east, west, c
 }
@@ -107,7 +107,7 @@ func inject(t *testing.T, fault string, east *failovertest.Server, c *geofailove
 	default:
 		t.Fatalf("unknown fault %q", fault)
 	}
-	waitActive(t, c, "west")
+	failovertest.WaitActive(t, c, "west")
 }
 
 // heal undoes inject's "stop" (SIGCONT) or "kill" (restart on the same
@@ -555,7 +555,7 @@ func TestBlockingAcrossSwitch(t *testing.T) {
 			case <-time.After(10 * time.Second):
 				t.Fatalf("BLPOP still waiting 10s after the %s", fault)
 			}
-			waitActive(t, c, "west")
+			failovertest.WaitActive(t, c, "west")
 			if fault != "kill" {
 				// The opted-in BLPOP now waits on west.
 				waitBlocked(t, west, 1)

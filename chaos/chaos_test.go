@@ -19,12 +19,9 @@ import (
 
 var soak = flag.Bool("chaos.soak", false, "run the long soak variants (flapping for 10 minutes, more rounds)")
 
-type quiet struct{}
-
-func (quiet) Printf(context.Context, string, ...any) {}
-
 func TestMain(m *testing.M) {
-	redis.SetLogger(quiet{}) // go-redis logs every refused dial
+	failovertest.SilenceRedisLog() // go-redis logs every refused dial
+	failovertest.WaitTimeout = wait
 	goleak.VerifyTestMain(m)
 }
 
@@ -90,9 +87,9 @@ func lab(t *testing.T, weights []float64, withProxy bool, tune func(*geofailover
 	if err := c.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitActive(t, c, regions[0].name)
+	failovertest.WaitActive(t, c, regions[0].name)
 	for _, r := range regions[1:] {
-		waitHealthy(t, c, r.name)
+		failovertest.WaitHealth(t, c, r.name, geofailover.Healthy)
 	}
 	return regions, c
 }
@@ -104,34 +101,6 @@ func quick(o *geofailover.Options) {
 	o.HealthCheckTimeout = 200 * time.Millisecond
 	o.GracePeriod = time.Second
 	o.FailbackDelay = 500 * time.Millisecond
-}
-
-func waitActive(t *testing.T, c *geofailover.Client, name string) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for c.Active() != name {
-		if time.Since(start) > wait {
-			t.Fatalf("active is %q after %v, want %q; %+v", c.Active(), wait, name, c.Status())
-		}
-		time.Sleep(time.Millisecond)
-	}
-	return time.Since(start)
-}
-
-func waitHealthy(t *testing.T, c *geofailover.Client, name string) {
-	t.Helper()
-	start := time.Now()
-	for {
-		for _, st := range c.Status() {
-			if st.Name == name && st.Health == geofailover.Healthy {
-				return
-			}
-		}
-		if time.Since(start) > wait {
-			t.Fatalf("%s not healthy after %v: %+v", name, wait, c.Status())
-		}
-		time.Sleep(time.Millisecond)
-	}
 }
 
 // checks are what every scenario asserts of its timeline.
@@ -190,7 +159,7 @@ func outage(t *testing.T, c *geofailover.Client, from, to *region, fault, heal f
 	at := time.Now()
 	fault()
 	if want.moved {
-		waitActive(t, c, to.name)
+		failovertest.WaitActive(t, c, to.name)
 	}
 	time.Sleep(300 * time.Millisecond)
 	var recovered time.Time
@@ -198,7 +167,7 @@ func outage(t *testing.T, c *geofailover.Client, from, to *region, fault, heal f
 		recovered = time.Now()
 		heal()
 		if want.failback {
-			waitActive(t, c, from.name)
+			failovertest.WaitActive(t, c, from.name)
 			time.Sleep(200 * time.Millisecond)
 		}
 	}
@@ -297,7 +266,7 @@ func TestFlapping(t *testing.T) {
 	}
 	// Once it stays up, traffic fails back (grace period and failback delay).
 	settled := time.Now()
-	waitActive(t, c, "east")
+	failovertest.WaitActive(t, c, "east")
 	time.Sleep(200 * time.Millisecond)
 	tl := run.Stop()
 	limit := 6 * int(d/time.Minute)
@@ -331,10 +300,10 @@ func TestAllDown(t *testing.T) {
 			}
 			back := time.Now()
 			must(t, first.srv.Restart())
-			waitActive(t, c, first.name)
+			failovertest.WaitActive(t, c, first.name)
 			time.Sleep(300 * time.Millisecond)
 			must(t, second.srv.Restart())
-			waitActive(t, c, "east")
+			failovertest.WaitActive(t, c, "east")
 			time.Sleep(200 * time.Millisecond)
 			tl := run.Stop()
 			// Service resumes within 2 s of the first restart, and from the
@@ -370,7 +339,7 @@ func TestPreferredDownAtStart(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	recovered := time.Now()
 	must(t, east.Restart())
-	waitActive(t, c, "east")
+	failovertest.WaitActive(t, c, "east")
 	time.Sleep(200 * time.Millisecond)
 	tl := run.Stop()
 	rep := verify(t, tl, failovertest.Outage{From: "east", To: "west", At: tl.Start, Recovered: recovered},
@@ -388,18 +357,18 @@ func TestCascade(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	at := time.Now()
 	rs[0].srv.Kill()
-	waitActive(t, c, "west")
+	failovertest.WaitActive(t, c, "west")
 	time.Sleep(300 * time.Millisecond)
 	at2 := time.Now()
 	rs[1].srv.Kill()
-	waitActive(t, c, "south")
+	failovertest.WaitActive(t, c, "south")
 	time.Sleep(300 * time.Millisecond)
 	back := time.Now()
 	must(t, rs[1].srv.Restart())
-	waitActive(t, c, "west")
+	failovertest.WaitActive(t, c, "west")
 	time.Sleep(300 * time.Millisecond)
 	must(t, rs[0].srv.Restart())
-	waitActive(t, c, "east")
+	failovertest.WaitActive(t, c, "east")
 	time.Sleep(200 * time.Millisecond)
 	tl := run.Stop()
 	verify(t, tl, failovertest.Outage{From: "east", To: "west", At: at, Recovered: back}, checks{timeout: 100 * time.Millisecond, moved: true, failback: true, maxSwitches: 4})

@@ -18,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/geofailover/geofailover"
+	"github.com/geofailover/geofailover/failovertest"
 )
 
 var soakFor = flag.Duration("chaos.soak.duration", 10*time.Minute, "how long TestSoak runs with -chaos.soak")
@@ -209,7 +210,7 @@ func TestSoak(t *testing.T) {
 	}
 
 	// Settle: everything up, traffic back on the preferred region.
-	waitActive(t, c, "east")
+	failovertest.WaitActive(t, c, "east")
 	time.Sleep(3 * time.Second)
 	close(sampler)
 	samplerDone.Wait()

@@ -18,12 +18,8 @@ import (
 	"github.com/geofailover/geofailover/failovertest"
 )
 
-type quiet struct{}
-
-func (quiet) Printf(context.Context, string, ...any) {}
-
 func TestMain(m *testing.M) {
-	redis.SetLogger(quiet{})
+	failovertest.SilenceRedisLog()
 	goleak.VerifyTestMain(m)
 }
 
@@ -306,13 +302,13 @@ func TestWorkloadThroughAService(t *testing.T) {
 	if err := east.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	waitActive(t, c, "west")
+	failovertest.WaitActive(t, c, "west")
 	time.Sleep(200 * time.Millisecond)
 	healed := time.Now()
 	if err := east.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	waitActive(t, c, "east")
+	failovertest.WaitActive(t, c, "east")
 	time.Sleep(200 * time.Millisecond)
 	tl := run.Stop()
 	rep := tl.Analyze(failovertest.Outage{From: "east", To: "west", At: at, Recovered: healed})
@@ -334,17 +330,5 @@ func TestWorkloadThroughAService(t *testing.T) {
 	}
 	if reported == 0 || inferred == 0 {
 		t.Fatalf("%d reported and %d inferred attributions", reported, inferred)
-	}
-}
-
-// waitActive waits (at most 10 s) until name is c's active endpoint.
-func waitActive(t *testing.T, c *geofailover.Client, name string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for c.Active() != name {
-		if time.Now().After(deadline) {
-			t.Fatalf("active %q after 10 s, want %q", c.Active(), name)
-		}
-		time.Sleep(time.Millisecond)
 	}
 }

@@ -1,0 +1,80 @@
+package failovertest
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/geofailover/geofailover"
+)
+
+// WaitTimeout bounds each of the waits below: a wait that runs out fails the
+// test (t.Fatalf) with the client's Status, so a hang is reported instead
+// of stalling the suite. Default 30 s; a suite whose waits are longer (long
+// grace periods) may raise it in TestMain, before any test runs.
+var WaitTimeout = 30 * time.Second
+
+// WaitActive waits until name is c's active endpoint, polling every
+// millisecond, and returns how long that took.
+func WaitActive(t testing.TB, c *geofailover.Client, name string) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for c.Active() != name {
+		if time.Since(start) > WaitTimeout {
+			t.Fatalf("failovertest: active endpoint is %q after %v, want %q; status %+v", c.Active(), WaitTimeout, name, c.Status())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+// WaitHealth waits until the health checks of c's endpoint name say h.
+func WaitHealth(t testing.TB, c *geofailover.Client, name string, h geofailover.Health) {
+	t.Helper()
+	start := time.Now()
+	for {
+		for _, st := range c.Status() {
+			if st.Name == name && st.Health == h {
+				return
+			}
+		}
+		if time.Since(start) > WaitTimeout {
+			t.Fatalf("failovertest: %s is not %v after %v; status %+v", name, h, WaitTimeout, c.Status())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// NextEvent reads events (from c.Events) until one of kind arrives, for
+// which match (if not nil) also holds, and returns it; events before it
+// are skipped.
+func NextEvent(t testing.TB, events <-chan geofailover.Event, kind geofailover.EventKind, match func(geofailover.Event) bool) geofailover.Event {
+	t.Helper()
+	timeout := time.NewTimer(WaitTimeout)
+	defer timeout.Stop()
+	for {
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				t.Fatalf("failovertest: the event channel closed before a %v event", kind)
+			}
+			if ev.Kind == kind && (match == nil || match(ev)) {
+				return ev
+			}
+		case <-timeout.C:
+			t.Fatalf("failovertest: no matching %v event within %v", kind, WaitTimeout)
+		}
+	}
+}
+
+// SilenceRedisLog switches off go-redis's global logger, which prints a
+// line for every failed dial: many lines in a test that kills servers on
+// purpose. It affects every go-redis client in the process; call it from
+// TestMain.
+func SilenceRedisLog() { redis.SetLogger(silent{}) }
+
+type silent struct{}
+
+func (silent) Printf(context.Context, string, ...any) {}
