@@ -7,6 +7,7 @@ import (
 	"flag"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 
 	"github.com/geofailover/geofailover"
 	"github.com/geofailover/geofailover/failovertest"
+	"github.com/geofailover/geofailover/faultproxy"
 )
 
 var soak = flag.Bool("chaos.soak", false, "run the long soak variants (flapping for 10 minutes, more rounds)")
@@ -34,7 +36,7 @@ type region struct {
 	name   string
 	weight float64
 	srv    *failovertest.Server
-	proxy  *failovertest.Proxy // nil when the client talks to srv directly
+	proxy  *faultproxy.Proxy // nil when the client talks to srv directly
 }
 
 // lab starts one server per weight (named a, b, c... unless names are
@@ -48,7 +50,7 @@ func lab(t *testing.T, weights []float64, withProxy bool, tune func(*geofailover
 		r := &region{name: names[i], weight: w, srv: failovertest.StartServer(t)}
 		addr := r.srv.Addr
 		if withProxy {
-			r.proxy = failovertest.StartProxy(t, addr)
+			r.proxy = faultproxy.Start(t, addr)
 			addr = r.proxy.Addr
 		}
 		regions = append(regions, r)
@@ -210,8 +212,8 @@ func TestHang(t *testing.T) {
 
 func TestBlackHole(t *testing.T) {
 	rs, c := lab(t, []float64{1, 0.5}, true, quick)
-	var hole *failovertest.Fault
-	outage(t, c, rs[0], rs[1], func() { hole = rs[0].proxy.BlackHole(failovertest.Both) }, func() { hole.Remove() },
+	var hole *faultproxy.Fault
+	outage(t, c, rs[0], rs[1], func() { hole = rs[0].proxy.BlackHole(faultproxy.Both) }, func() { hole.Remove() },
 		checks{moved: true, failback: true, maxSwitches: 2}, failovertest.Workload{})
 }
 
@@ -222,13 +224,13 @@ func TestLatency(t *testing.T) {
 	}
 	t.Run("above threshold", func(t *testing.T) {
 		rs, c := lab(t, []float64{1, 0.5}, true, slow)
-		var lat *failovertest.Fault
-		outage(t, c, rs[0], rs[1], func() { lat = rs[0].proxy.Latency(80*time.Millisecond, 10*time.Millisecond, failovertest.Downstream) },
+		var lat *faultproxy.Fault
+		outage(t, c, rs[0], rs[1], func() { lat = rs[0].proxy.Latency(80*time.Millisecond, 10*time.Millisecond, faultproxy.Downstream) },
 			func() { lat.Remove() }, checks{timeout: 500 * time.Millisecond, moved: true, failback: true, maxSwitches: 2}, failovertest.Workload{})
 	})
 	t.Run("below threshold", func(t *testing.T) {
 		rs, c := lab(t, []float64{1, 0.5}, true, slow)
-		lat := rs[0].proxy.Latency(10*time.Millisecond, 5*time.Millisecond, failovertest.Downstream)
+		lat := rs[0].proxy.Latency(10*time.Millisecond, 5*time.Millisecond, faultproxy.Downstream)
 		defer lat.Remove()
 		run := failovertest.Workload{Timeout: 500 * time.Millisecond}.Start(c)
 		time.Sleep(2 * time.Second)
@@ -242,8 +244,8 @@ func TestLatency(t *testing.T) {
 
 func TestResetStorm(t *testing.T) {
 	rs, c := lab(t, []float64{1, 0.5}, true, quick)
-	var rst *failovertest.Fault
-	outage(t, c, rs[0], rs[1], func() { rst = rs[0].proxy.ResetPeer(failovertest.Upstream) }, func() { rst.Remove() },
+	var rst *faultproxy.Fault
+	outage(t, c, rs[0], rs[1], func() { rst = rs[0].proxy.ResetPeer(faultproxy.Upstream) }, func() { rst.Remove() },
 		checks{moved: true, failback: true, maxSwitches: 2}, failovertest.Workload{})
 }
 
@@ -444,4 +446,41 @@ func TestCloseDuringFailover(t *testing.T) {
 	ps.Close()
 	subWG.Wait()
 	t.Logf("Close during failover: %v", time.Since(start))
+}
+
+// TestBigReplyIsNotAStall: a healthy server delivering a long reply over a
+// slow route (health checks keep passing) is not hung: the stall rule must
+// not trip, and the read must not be replayed elsewhere.
+func TestBigReplyIsNotAStall(t *testing.T) {
+	rs, c := lab(t, []float64{1, 0.5}, true, nil)
+	var opened atomic.Int32
+	c.OnEvent(func(ev geofailover.Event) {
+		if ev.Kind == geofailover.EventBreakerOpened {
+			opened.Add(1)
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	value := strings.Repeat("x", 8<<20)
+	east := redis.NewClient(&redis.Options{Addr: rs[0].srv.Addr})
+	defer east.Close()
+	if err := east.Set(ctx, "big", value, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	rs[0].proxy.Bandwidth(4<<20, faultproxy.Downstream) // about 2 s for the reply
+	start := time.Now()
+	got, err := c.Get(ctx, "big").Result()
+	took := time.Since(start)
+	if err != nil || len(got) != len(value) {
+		t.Fatalf("GET of the 8 MB value: %d bytes, %v, after %v", len(got), err, took)
+	}
+	if took < time.Second {
+		t.Fatalf("the reply took %v: the bandwidth limit did not hold, the test proves nothing", took)
+	}
+	if n := opened.Load(); n != 0 {
+		t.Fatalf("%d breakers opened while a healthy server delivered a long reply", n)
+	}
+	if a := c.Active(); a != "east" {
+		t.Fatalf("active %q, want east", a)
+	}
 }

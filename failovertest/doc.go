@@ -9,10 +9,9 @@
 //     same port; only processes this package started are signalled, by
 //     PID. No persistence unless WithPersistence. Without redis-server a
 //     test is skipped with an install hint, or fails when CI=true.
-//   - StartProxy puts an in-process TCP fault proxy (Shopify toxiproxy as a
-//     library) in front of any address: Latency with jitter, BlackHole,
-//     ResetPeer, Bandwidth, CutAfter, per direction and removable; Disable
-//     refuses new connections and closes open ones.
+//   - Faults on the network (latency, black holes, resets) come from the
+//     fault proxy in github.com/geofailover/geofailover/faultproxy, a module
+//     of its own (it brings toxiproxy's dependencies).
 //   - Workload runs commands through a geofailover.Client from several
 //     goroutines and records a Timeline (per command: start, end, the
 //     endpoint that served it, error); Analyze computes the time to the

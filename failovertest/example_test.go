@@ -51,29 +51,3 @@ func Example() {
 	// read errors: 0
 	// switches: 1
 }
-
-// A fault proxy in front of a server: add latency, then a black hole, and
-// take them away.
-func ExampleProxy() {
-	dir, _ := os.MkdirTemp("", "example")
-	defer os.RemoveAll(dir)
-	s, err := failovertest.LaunchServer(dir)
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	defer s.Kill()
-	p, err := failovertest.NewProxy(s.Addr)
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	defer p.Close()
-	// Point a client at p.Addr instead of s.Addr, then:
-	slow := p.Latency(50*time.Millisecond, 10*time.Millisecond, failovertest.Both)
-	slow.Remove()
-	hole := p.BlackHole(failovertest.Downstream)
-	hole.Remove()
-	fmt.Println(p.Upstream == s.Addr)
-	// Output: true
-}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/geofailover/geofailover"
 	"github.com/geofailover/geofailover/failovertest"
+	"github.com/geofailover/geofailover/faultproxy"
 )
 
 const benchHelp = `geofailover bench: measure failover and failback, reproducibly.
@@ -143,9 +144,9 @@ func benchOnce(ctx context.Context, fault, traffic string, quick bool) (benchRun
 	}
 	defer west.Kill()
 	eastAddr := east.Addr
-	var proxy *failovertest.Proxy
+	var proxy *faultproxy.Proxy
 	if fault == "blackhole" || fault == "latency" {
-		if proxy, err = failovertest.NewProxy(east.Addr); err != nil {
+		if proxy, err = faultproxy.New(east.Addr); err != nil {
 			return r, err
 		}
 		defer proxy.Close()
@@ -197,10 +198,10 @@ func benchOnce(ctx context.Context, fault, traffic string, quick bool) (benchRun
 		heal = east.Resume
 		defer east.Resume()
 	case "blackhole":
-		f := proxy.BlackHole(failovertest.Both)
+		f := proxy.BlackHole(faultproxy.Both)
 		heal = func() error { f.Remove(); return nil }
 	case "latency":
-		f := proxy.Latency(200*time.Millisecond, 0, failovertest.Both)
+		f := proxy.Latency(200*time.Millisecond, 0, faultproxy.Both)
 		heal = func() error { f.Remove(); return nil }
 	}
 	switched, err := waitFor(ctx, 30*time.Second, func() bool { return c.Active() == "west" })

@@ -11,7 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/geofailover/geofailover"
-	"github.com/geofailover/geofailover/failovertest"
+	"github.com/geofailover/geofailover/faultproxy"
 )
 
 const drillHelp = `geofailover drill: rehearse losing your preferred endpoint, safely.
@@ -60,7 +60,7 @@ func drillCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	type target struct {
 		name   string
 		direct *redis.Options
-		proxy  *failovertest.Proxy
+		proxy  *faultproxy.Proxy
 	}
 	var targets []target
 	defer func() {
@@ -76,7 +76,7 @@ func drillCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err != nil {
 			return usageError("endpoint %s: bad URL", e.Name)
 		}
-		p, err := failovertest.NewProxy(direct.Addr)
+		p, err := faultproxy.New(direct.Addr)
 		if err != nil {
 			return err
 		}
@@ -107,7 +107,7 @@ func drillCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("no endpoint became ready: %w (run geofailover probe)", err)
 	}
 	pref := targets[0]
-	var hole *failovertest.Fault
+	var hole *faultproxy.Fault
 	x := &exercise{
 		c: c, mon: newMonitor(c, stdout, "geofailover drill"), steps: keyedSteps(*prefix, time.Minute),
 		preferred: pref.name,
@@ -116,7 +116,7 @@ func drillCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			if *fault == "refuse" {
 				pref.proxy.Disable()
 			} else {
-				hole = pref.proxy.BlackHole(failovertest.Both)
+				hole = pref.proxy.BlackHole(faultproxy.Both)
 			}
 			return nil
 		},

@@ -1,4 +1,12 @@
-package failovertest
+// Package faultproxy is an in-process TCP fault proxy for tests: Shopify
+// toxiproxy, used as a library, in front of any address. Point a client at
+// Proxy.Addr instead of the server, then add faults: Latency with jitter,
+// BlackHole, ResetPeer, Bandwidth, CutAfter, each per direction and
+// removable; Disable refuses new connections and closes open ones.
+//
+// It is a module of its own so that applications using geofailover do not
+// inherit toxiproxy's dependencies; it works with any Redis client.
+package faultproxy
 
 import (
 	"bytes"
@@ -74,22 +82,22 @@ var toxiServer = sync.OnceValue(func() *toxiproxy.ApiServer {
 
 var proxySeq atomic.Uint64
 
-// NewProxy starts a proxy on a free 127.0.0.1 port forwarding to upstream
-// ("host:port"). The caller must Close it; in tests use StartProxy.
-func NewProxy(upstream string) (*Proxy, error) {
-	name := fmt.Sprintf("failovertest-%d", proxySeq.Add(1))
+// New starts a proxy on a free 127.0.0.1 port forwarding to upstream
+// ("host:port"). The caller must Close it; in tests use Start.
+func New(upstream string) (*Proxy, error) {
+	name := fmt.Sprintf("faultproxy-%d", proxySeq.Add(1))
 	p := toxiproxy.NewProxy(toxiServer(), name, "127.0.0.1:0", upstream)
 	if err := p.Start(); err != nil {
-		return nil, fmt.Errorf("failovertest: proxy to %s: %w", upstream, err)
+		return nil, fmt.Errorf("faultproxy: proxy to %s: %w", upstream, err)
 	}
 	return &Proxy{Addr: p.Listen, Upstream: upstream, p: p}, nil
 }
 
-// StartProxy starts a proxy to upstream for t; it is closed when the test
+// Start starts a proxy to upstream for t; it is closed when the test
 // ends.
-func StartProxy(t testing.TB, upstream string) *Proxy {
+func Start(t testing.TB, upstream string) *Proxy {
 	t.Helper()
-	p, err := NewProxy(upstream)
+	p, err := New(upstream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +127,7 @@ func (p *Proxy) Enable() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
-		return fmt.Errorf("failovertest: proxy %s is closed", p.Addr)
+		return fmt.Errorf("faultproxy: proxy %s is closed", p.Addr)
 	}
 	var err error
 	for range 50 { // the port may linger briefly
@@ -128,7 +136,7 @@ func (p *Proxy) Enable() error {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return fmt.Errorf("failovertest: enable proxy %s: %w", p.Addr, err)
+	return fmt.Errorf("faultproxy: enable proxy %s: %w", p.Addr, err)
 }
 
 // Latency delays data by latency plus or minus up to jitter.
@@ -167,7 +175,7 @@ func (p *Proxy) add(kind string, dir Direction, attrs map[string]any) *Fault {
 		body, _ := json.Marshal(map[string]any{"name": name, "type": kind, "stream": stream, "toxicity": 1.0, "attributes": attrs})
 		if _, err := p.p.Toxics.AddToxicJson(bytes.NewReader(body)); err != nil {
 			// Only our own JSON goes in, with unique names: a failure is a bug.
-			panic(fmt.Sprintf("failovertest: add %s fault: %v", kind, err))
+			panic(fmt.Sprintf("faultproxy: add %s fault: %v", kind, err))
 		}
 		f.names = append(f.names, name)
 	}
