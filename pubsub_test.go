@@ -17,9 +17,7 @@ import (
 // publisher publishes straight to one server, bypassing the client.
 func publisher(t *testing.T, s *failovertest.Server) *redis.Client {
 	t.Helper()
-	p := redis.NewClient(&redis.Options{Addr: s.Addr, MaxRetries: -1})
-	t.Cleanup(func() { p.Close() })
-	return p
+	return failovertest.Connect(t, s.Addr)
 }
 
 // publishAll sends one message on each kind of subscription the tests hold:

@@ -462,8 +462,7 @@ func TestBigReplyIsNotAStall(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	value := strings.Repeat("x", 8<<20)
-	east := redis.NewClient(&redis.Options{Addr: rs[0].srv.Addr})
-	defer east.Close()
+	east := failovertest.Connect(t, rs[0].srv.Addr)
 	if err := east.Set(ctx, "big", value, 0).Err(); err != nil {
 		t.Fatal(err)
 	}

@@ -23,20 +23,13 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-func client(t *testing.T, addr string) *redis.Client {
-	t.Helper()
-	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second, ContextTimeoutEnabled: true})
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
 func TestServerLifecycle(t *testing.T) {
 	s := failovertest.StartServer(t, failovertest.WithPersistence(), failovertest.WithMinVersion("6.0"))
 	if s.Version == "" || s.PID() == 0 || !strings.HasPrefix(s.Addr, "127.0.0.1:") {
 		t.Fatalf("server %+v pid %d", s, s.PID())
 	}
 	ctx := context.Background()
-	c := client(t, s.Addr)
+	c := failovertest.Connect(t, s.Addr)
 	if err := c.Set(ctx, "k", "v", 0).Err(); err != nil {
 		t.Fatal(err)
 	}

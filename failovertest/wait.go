@@ -69,6 +69,16 @@ func NextEvent(t testing.TB, events <-chan geofailover.Event, kind geofailover.E
 	}
 }
 
+// Connect returns a plain go-redis client to addr (a Server's Addr, a
+// proxy's, ...) for checks that bypass geofailover: one attempt per
+// command, a 1 s dial timeout, deadlines from the context. It is closed
+// when the test ends.
+func Connect(t testing.TB, addr string) *redis.Client {
+	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second, ContextTimeoutEnabled: true})
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 // SilenceRedisLog switches off go-redis's global logger, which prints a
 // line for every failed dial: many lines in a test that kills servers on
 // purpose. It affects every go-redis client in the process; call it from

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
 	"github.com/geofailover/geofailover/failovertest"
@@ -20,19 +19,12 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-func client(t *testing.T, addr string) *redis.Client {
-	t.Helper()
-	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second, ContextTimeoutEnabled: true})
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
 // TestProxyFaults: each fault does what it says to real traffic, and
 // goes away when removed.
 func TestProxyFaults(t *testing.T) {
 	s := failovertest.StartServer(t)
 	p := faultproxy.Start(t, s.Addr)
-	c := client(t, p.Addr)
+	c := failovertest.Connect(t, p.Addr)
 	ctx := context.Background()
 	timed := func(d time.Duration, f func(context.Context) error) (time.Duration, error) {
 		cctx, cancel := context.WithTimeout(ctx, d)
@@ -61,7 +53,7 @@ func TestProxyFaults(t *testing.T) {
 	}
 	bh.Remove()
 	c.Close()
-	c = client(t, p.Addr) // the black hole kept the old connections silent
+	c = failovertest.Connect(t, p.Addr) // the black hole kept the old connections silent
 	if _, err := timed(time.Second, ping); err != nil {
 		t.Errorf("black hole removed: %v", err)
 	}
