@@ -1,8 +1,6 @@
 package geofailover
 
 import (
-	"bufio"
-	"bytes"
 	"strings"
 	"testing"
 	"time"
@@ -43,19 +41,3 @@ func FuzzValidate(f *testing.F) {
 		}
 	})
 }
-
-// FuzzReadCommand: the Pub/Sub bridge's RESP parser never panics or
-// over-allocates on any input, and round-trips what go-redis writes.
-func FuzzReadCommand(f *testing.F) {
-	f.Add([]byte("*2\r\n$9\r\nsubscribe\r\n$4\r\nnews\r\n"))
-	f.Add([]byte("*1\r\n$4\r\nping\r\n"))
-	f.Add([]byte("*-1\r\n"))
-	f.Add([]byte("*3\r\n$3\r\nset\r\n$-5\r\n"))
-	f.Add([]byte("*99999999999\r\n"))
-	f.Add([]byte("$5\r\nhello\r\n"))
-	f.Fuzz(func(t *testing.T, in []byte) {
-		_, _ = readCommand(newReader(in))
-	})
-}
-
-func newReader(b []byte) *bufio.Reader { return bufio.NewReader(bytes.NewReader(b)) }

@@ -1,20 +1,15 @@
 package geofailover
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"net"
-	"os"
-	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/geofailover/geofailover/internal/resp"
 )
 
 // Pub/Sub that follows failover.
@@ -230,112 +225,6 @@ func (c *Client) openBridge() (net.Conn, error) {
 	return &frontConn{Conn: front, b: b}, nil
 }
 
-// frontConn is the front PubSub's connection. Reads come from the bridge
-// through a pipe. Writes are parsed into commands and handed to the bridge
-// synchronously: Write returns once each command has been written to the
-// real connection (or answered by the bridge), within the write deadline.
-// A closed bridge is reported as a closed network connection
-// (net.ErrClosed), as the TCP connection of a plain go-redis PubSub would.
-type frontConn struct {
-	net.Conn // the front's end of the pipe
-	b        *bridge
-
-	mu       sync.Mutex // serializes Write; guards buf and deadline
-	buf      []byte     // a partial command
-	deadline time.Time
-}
-
-func (f *frontConn) Read(p []byte) (int, error) {
-	n, err := f.Conn.Read(p)
-	if errors.Is(err, io.EOF) && f.b.c.ctx.Err() != nil {
-		err = io.ErrClosedPipe // the Client was closed, not the server
-	}
-	return n, pipeErr("read", err)
-}
-
-func (f *frontConn) Write(p []byte) (int, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.buf = append(f.buf, p...)
-	var expired <-chan time.Time
-	if !f.deadline.IsZero() {
-		t := time.NewTimer(time.Until(f.deadline))
-		defer t.Stop()
-		expired = t.C
-	}
-	for len(f.buf) > 0 {
-		args, n, err := parseCommand(f.buf)
-		if errors.Is(err, errIncomplete) {
-			break
-		}
-		if err != nil {
-			return 0, err
-		}
-		f.buf = f.buf[n:]
-		cmd := frontCommand{args: args, done: make(chan struct{})}
-		for _, wait := range []func() bool{
-			func() bool {
-				select {
-				case f.b.in <- cmd:
-					return true
-				case <-f.b.ctx.Done():
-				case <-expired:
-				}
-				return false
-			},
-			func() bool {
-				select {
-				case <-cmd.done:
-					return true
-				case <-f.b.ctx.Done():
-				case <-expired:
-				}
-				return false
-			},
-		} {
-			if !wait() {
-				if f.b.ctx.Err() != nil {
-					return 0, &net.OpError{Op: "write", Net: "pipe", Err: net.ErrClosed}
-				}
-				return 0, &net.OpError{Op: "write", Net: "pipe", Err: os.ErrDeadlineExceeded}
-			}
-		}
-	}
-	if len(f.buf) == 0 {
-		f.buf = nil
-	}
-	return len(p), nil
-}
-
-func (f *frontConn) SetDeadline(t time.Time) error {
-	_ = f.SetWriteDeadline(t)
-	return f.SetReadDeadline(t)
-}
-
-func (f *frontConn) SetReadDeadline(t time.Time) error {
-	return pipeErr("set deadline", f.Conn.SetReadDeadline(t))
-}
-
-func (f *frontConn) SetWriteDeadline(t time.Time) error {
-	f.mu.Lock()
-	f.deadline = t
-	f.mu.Unlock()
-	return nil
-}
-
-// Close ends the bridge too.
-func (f *frontConn) Close() error {
-	f.b.stop()
-	return f.Conn.Close()
-}
-
-func pipeErr(op string, err error) error {
-	if errors.Is(err, io.ErrClosedPipe) {
-		return &net.OpError{Op: op, Net: "pipe", Err: net.ErrClosed}
-	}
-	return err
-}
-
 // run is the bridge's owner goroutine: all its state is touched here only.
 func (b *bridge) run() {
 	r := b.c.route.Load()
@@ -423,7 +312,7 @@ func (b *bridge) dropMember() {
 	// confirms them.
 	for key, n := range b.unpending {
 		for range n {
-			b.out.push(encodeSubscription(unsubscribeVerb[key.kind], key.name, b.count(key.kind)))
+			b.out.push(resp.Subscription(unsubscribeVerb[key.kind], key.name, b.count(key.kind)))
 		}
 	}
 	clear(b.unpending)
@@ -564,12 +453,12 @@ func (b *bridge) deliver(m *member, msg any) {
 			if counts[key]--; counts[key] == 0 {
 				delete(counts, key)
 			}
-			b.out.push(encodeSubscription(msg.Kind, msg.Channel, msg.Count))
+			b.out.push(resp.Subscription(msg.Kind, msg.Channel, msg.Count))
 		}
 		b.maybeCloseGap()
 	case *redis.Message:
 		if b.wants(msg) {
-			b.out.push(encodeMessage(msg))
+			b.out.push(resp.Message(msg))
 		}
 	case *redis.Pong:
 		kind := replyPing
@@ -606,12 +495,12 @@ func localReply(kind replyKind, payload string, subscribed bool) []byte {
 		if payload == "" || payload == "PONG" {
 			return []byte("+PONG\r\n")
 		}
-		return appendBulk(nil, payload)
+		return resp.AppendBulk(nil, payload)
 	}
 	if !subscribed {
 		return localReply(replyPlain, payload, false)
 	}
-	return encodePong(payload)
+	return resp.Pong(payload)
 }
 
 // count is the subscription count Redis would report: channels and
@@ -721,11 +610,11 @@ func (b *bridge) unsubscribe(k subKind, names []string) {
 	}
 	if !b.ready() {
 		if len(names) == 0 {
-			b.out.push(encodeSubscription(unsubscribeVerb[k], "", b.count(k)))
+			b.out.push(resp.Subscription(unsubscribeVerb[k], "", b.count(k)))
 		}
 		for i, n := range names {
 			// Counts as the server would give them, one name at a time.
-			b.out.push(encodeSubscription(unsubscribeVerb[k], n, b.count(k)+len(names)-1-i))
+			b.out.push(resp.Subscription(unsubscribeVerb[k], n, b.count(k)+len(names)-1-i))
 		}
 		b.maybeCloseGap()
 		return
@@ -778,184 +667,4 @@ func (b *bridge) scheduleRetry() {
 		b.backoff = time.Second
 	}
 	b.retry = time.NewTimer(b.backoff)
-}
-
-// errIncomplete: the buffer holds only part of a command.
-var errIncomplete = errors.New("geofailover: pubsub bridge: incomplete command")
-
-// parseCommand parses the first command in buf and returns it with the
-// number of bytes it took, or errIncomplete.
-func parseCommand(buf []byte) ([]string, int, error) {
-	r := bytes.NewReader(buf)
-	rd := bufio.NewReaderSize(r, max(16, len(buf)))
-	args, err := readCommand(rd)
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return nil, 0, errIncomplete
-	}
-	if err != nil {
-		return nil, 0, err
-	}
-	return args, len(buf) - r.Len() - rd.Buffered(), nil
-}
-
-// outbox queues bytes for the front and writes them on its own goroutine,
-// so the bridge never waits for a slow reader. Past outboxLimit bytes the
-// front is cut off (as Redis's client-output-buffer-limit would): its
-// PubSub reconnects to a fresh bridge and re-subscribes.
-type outbox struct {
-	mu     sync.Mutex
-	queue  [][]byte
-	size   int
-	closed bool
-	signal chan struct{}
-}
-
-const outboxLimit = 32 << 20
-
-func (o *outbox) init() { o.signal = make(chan struct{}, 1) }
-
-func (o *outbox) push(p []byte) {
-	o.mu.Lock()
-	if !o.closed {
-		o.queue = append(o.queue, p)
-		o.size += len(p)
-	}
-	o.mu.Unlock()
-	select {
-	case o.signal <- struct{}{}:
-	default:
-	}
-}
-
-func (o *outbox) close() {
-	o.mu.Lock()
-	o.closed = true
-	o.mu.Unlock()
-	select {
-	case o.signal <- struct{}{}:
-	default:
-	}
-}
-
-// run writes queued bytes to w until the outbox is closed or a write
-// fails; then it calls stop.
-func (o *outbox) run(w io.Writer, stop func()) {
-	defer stop()
-	for range o.signal {
-		o.mu.Lock()
-		batch, closed, size := o.queue, o.closed, o.size
-		o.queue, o.size = nil, 0
-		o.mu.Unlock()
-		if closed || size > outboxLimit {
-			return
-		}
-		for _, p := range batch {
-			if _, err := w.Write(p); err != nil {
-				return
-			}
-		}
-	}
-}
-
-// readCommand reads one RESP array of bulk strings, as go-redis writes
-// commands.
-func readCommand(rd *bufio.Reader) ([]string, error) {
-	line, err := readLine(rd)
-	if err != nil {
-		return nil, err
-	}
-	if len(line) < 2 || line[0] != '*' {
-		return nil, fmt.Errorf("geofailover: pubsub bridge: unexpected %q", line)
-	}
-	n, err := strconv.Atoi(line[1:])
-	if err != nil || n < 0 || n > 1<<20 {
-		return nil, fmt.Errorf("geofailover: pubsub bridge: bad array header %q", line)
-	}
-	args := make([]string, n)
-	for i := range args {
-		line, err := readLine(rd)
-		if err != nil {
-			return nil, err
-		}
-		if len(line) < 2 || line[0] != '$' {
-			return nil, fmt.Errorf("geofailover: pubsub bridge: unexpected %q", line)
-		}
-		size, err := strconv.Atoi(line[1:])
-		if err != nil || size < 0 || size > 512<<20 {
-			return nil, fmt.Errorf("geofailover: pubsub bridge: bad bulk header %q", line)
-		}
-		buf := make([]byte, size+2)
-		if _, err := io.ReadFull(rd, buf); err != nil {
-			return nil, err
-		}
-		args[i] = string(buf[:size])
-	}
-	return args, nil
-}
-
-func readLine(rd *bufio.Reader) (string, error) {
-	line, err := rd.ReadString('\n')
-	if err != nil {
-		return "", err
-	}
-	if !strings.HasSuffix(line, "\r\n") {
-		return "", errors.New("geofailover: pubsub bridge: line without CRLF")
-	}
-	return line[:len(line)-2], nil
-}
-
-func appendBulk(b []byte, s string) []byte {
-	b = append(b, '$')
-	b = strconv.AppendInt(b, int64(len(s)), 10)
-	b = append(b, "\r\n"...)
-	b = append(b, s...)
-	return append(b, "\r\n"...)
-}
-
-func appendArray(b []byte, n int) []byte {
-	b = append(b, '*')
-	b = strconv.AppendInt(b, int64(n), 10)
-	return append(b, "\r\n"...)
-}
-
-// encodeSubscription encodes a (un)subscribe confirmation; name "" is the
-// nil channel of an UNSUBSCRIBE with nothing subscribed.
-func encodeSubscription(verb, name string, count int) []byte {
-	b := appendArray(nil, 3)
-	b = appendBulk(b, verb)
-	if name == "" {
-		b = append(b, "$-1\r\n"...)
-	} else {
-		b = appendBulk(b, name)
-	}
-	b = append(b, ':')
-	b = strconv.AppendInt(b, int64(count), 10)
-	return append(b, "\r\n"...)
-}
-
-func encodeMessage(m *redis.Message) []byte {
-	var b []byte
-	if m.Pattern != "" {
-		b = appendArray(b, 4)
-		b = appendBulk(b, "pmessage")
-		b = appendBulk(b, m.Pattern)
-	} else {
-		b = appendArray(b, 3)
-		b = appendBulk(b, "message")
-	}
-	b = appendBulk(b, m.Channel)
-	if m.PayloadSlice != nil {
-		b = appendArray(b, len(m.PayloadSlice))
-		for _, p := range m.PayloadSlice {
-			b = appendBulk(b, p)
-		}
-		return b
-	}
-	return appendBulk(b, m.Payload)
-}
-
-func encodePong(payload string) []byte {
-	b := appendArray(nil, 2)
-	b = appendBulk(b, "pong")
-	return appendBulk(b, payload)
 }
