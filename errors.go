@@ -163,3 +163,5 @@ func urlPassword(rawURL string) string {
 	}
 	return ""
 }
+
+var errAutoPipeline = fmt.Errorf("%w: AutoPipeline would bypass failover; use Pipeline", ErrNotSupported)

@@ -2,7 +2,6 @@ package geofailover
 
 import (
 	"context"
-	"fmt"
 	"io"
 
 	"github.com/redis/go-redis/v9"
@@ -93,5 +92,3 @@ func (c *Client) AsyncAutoPipeline() (*redis.AutoPipeliner, error) { return nil,
 func (c *Client) AsyncAutoPipelineWithOptions(*redis.AutoPipelineOptions) (*redis.AutoPipeliner, error) {
 	return nil, errAutoPipeline
 }
-
-var errAutoPipeline = fmt.Errorf("%w: AutoPipeline would bypass failover; use Pipeline", ErrNotSupported)
