@@ -33,6 +33,9 @@ var ErrEndpointUnhealthy = errors.New("geofailover: endpoint is not healthy")
 // follow failover (AutoPipeline and its variants).
 var ErrNotSupported = errors.New("geofailover: not supported")
 
+// errAutoPipeline is what AutoPipeline and its variants return.
+var errAutoPipeline = fmt.Errorf("%w: AutoPipeline would bypass failover; use Pipeline", ErrNotSupported)
+
 // ErrEndpointChanged is returned when work bound to one endpoint cannot go
 // on because the active endpoint changed: a Watch transaction whose EXEC
 // would now go elsewhere, a SCAN cursor from another endpoint, or a blocking
@@ -163,5 +166,3 @@ func urlPassword(rawURL string) string {
 	}
 	return ""
 }
-
-var errAutoPipeline = fmt.Errorf("%w: AutoPipeline would bypass failover; use Pipeline", ErrNotSupported)
