@@ -124,6 +124,13 @@ func standaloneOptions(spec Endpoint) (*redis.Options, error) {
 		if err != nil {
 			return nil, redactURLError(err, spec.URL)
 		}
+		if spec.TLSConfig != nil && o.TLSConfig != nil {
+			name := o.TLSConfig.ServerName
+			o.TLSConfig = spec.TLSConfig.Clone()
+			if o.TLSConfig.ServerName == "" {
+				o.TLSConfig.ServerName = name
+			}
+		}
 		return o, nil
 	}
 	o := *spec.Options

@@ -2,6 +2,7 @@ package geofailover
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"math"
@@ -178,6 +179,12 @@ type Endpoint struct {
 
 	// URL is a redis:// or rediss:// URL, as redis.ParseURL accepts.
 	URL string
+	// TLSConfig is the TLS configuration of a rediss:// URL endpoint (a
+	// private CA, a client certificate), which a URL cannot carry. Without
+	// it a rediss:// URL trusts the system's roots. Its ServerName defaults
+	// to the URL's host. Only for URL endpoints (the option structs have a
+	// TLSConfig of their own), and only with rediss://. It is cloned.
+	TLSConfig *tls.Config
 	// Options describes a standalone server.
 	Options *redis.Options
 	// ClusterOptions describes a Redis Cluster.
@@ -376,9 +383,15 @@ func validateEndpoint(ep *Endpoint) error {
 		return fmt.Errorf("endpoint %q has %d targets: set exactly one of URL, Options, ClusterOptions, FailoverOptions, Client", ep.Name, targets)
 	}
 	if ep.URL != "" {
-		if _, err := redis.ParseURL(ep.URL); err != nil {
+		o, err := redis.ParseURL(ep.URL)
+		if err != nil {
 			return fmt.Errorf("endpoint %q: URL: %w", ep.Name, redactURLError(err, ep.URL))
 		}
+		if ep.TLSConfig != nil && o.TLSConfig == nil {
+			return fmt.Errorf("endpoint %q: TLSConfig is set but the URL is not rediss://", ep.Name)
+		}
+	} else if ep.TLSConfig != nil {
+		return fmt.Errorf("endpoint %q: TLSConfig is for URL endpoints; set the TLSConfig of the Options, ClusterOptions or FailoverOptions", ep.Name)
 	}
 	if ep.FailoverOptions != nil && (ep.FailoverOptions.MasterName == "" || len(ep.FailoverOptions.SentinelAddrs) == 0) {
 		return fmt.Errorf("endpoint %q: FailoverOptions needs MasterName and SentinelAddrs", ep.Name)

@@ -3,9 +3,11 @@ package failovertest
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Server is one redis-server process this package started, listening on
@@ -27,6 +31,12 @@ type Server struct {
 	Port int
 	// Version is the server's version, e.g. "7.0.15".
 	Version string
+	// TLS is the client configuration for a server started WithTLS (nil
+	// otherwise): it trusts the server and presents a client certificate.
+	TLS *tls.Config
+	// Username and Password are the ACL user a server started WithUser
+	// requires ("" otherwise).
+	Username, Password string
 
 	bin   string
 	dir   string
@@ -44,6 +54,21 @@ type serverConfig struct {
 	bin        string
 	args       []string
 	minVersion string
+	ca         *CA
+	user, pass string
+}
+
+// WithTLS makes the server speak TLS only, with a certificate signed by ca
+// (for 127.0.0.1 and localhost); client certificates signed by ca are
+// accepted but not required. Server.TLS is the client configuration to use.
+func WithTLS(ca *CA) ServerOption { return func(c *serverConfig) { c.ca = ca } }
+
+// WithUser makes the server require the ACL user name with password (all
+// keys, channels and commands), and switches the default user off, so an
+// unauthenticated connection gets NOAUTH. Server.Username and
+// Server.Password hold them.
+func WithUser(name, password string) ServerOption {
+	return func(c *serverConfig) { c.user, c.pass = name, password }
 }
 
 // WithBinary runs the given redis-server instead of $REDIS_SERVER or the
@@ -141,7 +166,18 @@ func LaunchServer(dir string, opts ...ServerOption) (*Server, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	s := &Server{bin: cfg.bin, dir: dir, extra: cfg.args, Version: version}
+	s := &Server{bin: cfg.bin, dir: dir, extra: cfg.args, Version: version, Username: cfg.user, Password: cfg.pass}
+	if cfg.user != "" {
+		s.extra = append(s.extra, "--user", cfg.user, "on", ">"+cfg.pass, "~*", "&*", "+@all", "--user", "default", "off")
+	}
+	if cfg.ca != nil {
+		args, err := cfg.ca.serverArgs(dir)
+		if err != nil {
+			return nil, err
+		}
+		s.extra = append(s.extra, args...)
+		s.TLS = cfg.ca.ClientConfig()
+	}
 	for range 5 {
 		port, perr := freePort()
 		if perr != nil {
@@ -209,11 +245,14 @@ func freePort() (int, error) {
 }
 
 func (s *Server) start() error {
-	args := append([]string{
-		"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1",
+	port := []string{"--port", strconv.Itoa(s.Port)}
+	if s.TLS != nil {
+		port = []string{"--port", "0", "--tls-port", strconv.Itoa(s.Port)}
+	}
+	args := append(append(port, "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", s.dir,
 		"--logfile", filepath.Join(s.dir, "redis.log"), "--protected-mode", "no",
-	}, s.extra...)
+	), s.extra...)
 	cmd := exec.Command(s.bin, args...)
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", s.bin, err)
@@ -227,10 +266,10 @@ func (s *Server) start() error {
 	for time.Now().Before(deadline) {
 		select {
 		case <-exited:
-			return fmt.Errorf("redis-server on port %d exited at start", s.Port)
+			return fmt.Errorf("redis-server on port %d exited at start:\n%s", s.Port, s.Log(5))
 		default:
 		}
-		if ping(s.Addr) == nil {
+		if s.ping() == nil {
 			return nil
 		}
 		time.Sleep(5 * time.Millisecond)
@@ -239,10 +278,17 @@ func (s *Server) start() error {
 	return fmt.Errorf("redis-server on port %d did not answer within 5s", s.Port)
 }
 
-// ping sends PING over a raw connection and expects +PONG (or -NOAUTH from
-// a server started with --requirepass).
-func ping(addr string) error {
-	conn, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+// ping sends PING over a raw connection (TLS for a TLS server) and
+// expects +PONG, or -NOAUTH from a server that requires a user.
+func (s *Server) ping() error {
+	d := &net.Dialer{Timeout: 200 * time.Millisecond}
+	var conn net.Conn
+	var err error
+	if s.TLS != nil {
+		conn, err = (&tls.Dialer{NetDialer: d, Config: s.TLS}).Dial("tcp", s.Addr)
+	} else {
+		conn, err = d.Dial("tcp", s.Addr)
+	}
 	if err != nil {
 		return err
 	}
@@ -259,6 +305,30 @@ func ping(addr string) error {
 		return fmt.Errorf("unexpected reply %q", line)
 	}
 	return nil
+}
+
+// Options returns go-redis options that reach the server: its address,
+// and its user and TLS configuration when it has them.
+func (s *Server) Options() *redis.Options {
+	o := &redis.Options{Addr: s.Addr, Username: s.Username, Password: s.Password}
+	if s.TLS != nil {
+		o.TLSConfig = s.TLS.Clone()
+	}
+	return o
+}
+
+// URL returns the server's redis:// URL (rediss:// for a TLS server), with
+// its user and password when it has them. A URL cannot carry the TLS
+// configuration: give s.TLS with it (geofailover.Endpoint.TLSConfig).
+func (s *Server) URL() string {
+	u := url.URL{Scheme: "redis", Host: s.Addr}
+	if s.TLS != nil {
+		u.Scheme = "rediss"
+	}
+	if s.Username != "" || s.Password != "" {
+		u.User = url.UserPassword(s.Username, s.Password)
+	}
+	return u.String()
 }
 
 // PID returns the process ID of the running server (0 if none).
@@ -356,7 +426,7 @@ func (s *Server) Restart() error {
 
 // WaitDown waits until the port refuses connections (bounded by ctx).
 func (s *Server) WaitDown(ctx context.Context) error {
-	for ping(s.Addr) == nil {
+	for s.ping() == nil {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
