@@ -15,12 +15,15 @@
 // Every scalar field of geofailover.Options has a snake_case key (durations
 // as "500ms", "10s"); an endpoint is a url, a cluster (addrs, username,
 // password) or a sentinel (master_name, sentinel_addrs, username, password,
-// db). ${NAME} in any value is replaced by the environment variable NAME;
+// db), with an optional tls section (ca_file, cert_file, key_file,
+// server_name, insecure_skip_verify_unsafe). ${NAME} in any value is replaced by the environment variable NAME;
 // values are never printed. Errors give the file, the line and the field.
 package config
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -75,6 +78,50 @@ type EndpointFile struct {
 	URL      string        `yaml:"url"`
 	Cluster  *ClusterFile  `yaml:"cluster"`
 	Sentinel *SentinelFile `yaml:"sentinel"`
+	// TLS configures the endpoint's TLS: for a url (which must then be
+	// rediss://), a cluster or a sentinel endpoint.
+	TLS *TLSFile `yaml:"tls"`
+}
+
+// TLSFile is an endpoint's TLS configuration. Without ca_file the system's
+// roots are trusted; cert_file and key_file (both or neither) give a
+// client certificate; server_name overrides the name checked in the
+// server's certificate (default: the host dialled).
+type TLSFile struct {
+	CAFile     string `yaml:"ca_file"`
+	CertFile   string `yaml:"cert_file"`
+	KeyFile    string `yaml:"key_file"`
+	ServerName string `yaml:"server_name"`
+	// InsecureSkipVerifyUnsafe accepts any server certificate: anyone on
+	// the path can read and change the traffic. For tests only.
+	InsecureSkipVerifyUnsafe bool `yaml:"insecure_skip_verify_unsafe"`
+}
+
+// config returns the tls.Config the section describes; path names it in
+// errors.
+func (t *TLSFile) config(path string) (*tls.Config, error) {
+	c := &tls.Config{ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerifyUnsafe, MinVersion: tls.VersionTLS12}
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, &fieldError{path: path + ".ca_file", msg: fmt.Sprintf("%s.ca_file: %v", path, err)}
+		}
+		c.RootCAs = x509.NewCertPool()
+		if !c.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, &fieldError{path: path + ".ca_file", msg: fmt.Sprintf("%s.ca_file: %s holds no PEM certificate", path, t.CAFile)}
+		}
+	}
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		return nil, &fieldError{path: path, msg: fmt.Sprintf("%s: cert_file and key_file go together", path)}
+	}
+	if t.CertFile != "" {
+		pair, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, &fieldError{path: path + ".cert_file", msg: fmt.Sprintf("%s: client certificate: %v", path, err)}
+		}
+		c.Certificates = []tls.Certificate{pair}
+	}
+	return c, nil
 }
 
 // ClusterFile is a Redis Cluster endpoint.
@@ -242,12 +289,22 @@ func (f *File) options() (*geofailover.Options, error) {
 	}
 	for i, e := range f.Endpoints {
 		ep := geofailover.Endpoint{Name: e.Name, Weight: e.Weight, URL: e.URL}
+		var tc *tls.Config
+		if e.TLS != nil {
+			var err error
+			if tc, err = e.TLS.config(fmt.Sprintf("endpoints[%d].tls", i)); err != nil {
+				return nil, err
+			}
+			if e.URL != "" {
+				ep.TLSConfig = tc
+			}
+		}
 		if e.Cluster != nil {
-			ep.ClusterOptions = &redis.ClusterOptions{Addrs: e.Cluster.Addrs, Username: e.Cluster.Username, Password: e.Cluster.Password}
+			ep.ClusterOptions = &redis.ClusterOptions{Addrs: e.Cluster.Addrs, Username: e.Cluster.Username, Password: e.Cluster.Password, TLSConfig: tc}
 		}
 		if e.Sentinel != nil {
 			ep.FailoverOptions = &redis.FailoverOptions{MasterName: e.Sentinel.MasterName, SentinelAddrs: e.Sentinel.SentinelAddrs,
-				Username: e.Sentinel.Username, Password: e.Sentinel.Password, DB: e.Sentinel.DB}
+				Username: e.Sentinel.Username, Password: e.Sentinel.Password, DB: e.Sentinel.DB, TLSConfig: tc}
 		}
 		if e.URL == "" && e.Cluster == nil && e.Sentinel == nil {
 			return nil, &fieldError{path: fmt.Sprintf("endpoints[%d]", i), msg: fmt.Sprintf("endpoints[%d] (%q) needs one of url, cluster, sentinel", i, e.Name)}

@@ -55,7 +55,7 @@ func TestParseErrors(t *testing.T) {
 		{"not yaml", "endpoints: [", "bad.yaml"},
 		{"empty", "", "must be a mapping"},
 		{"unknown top-level field", "endpoints:\n  - {name: a, weight: 1, url: redis://h:1}\nhealth_chek_interval: 1s\n", `bad.yaml:3: unknown field "health_chek_interval" in the top level`},
-		{"unknown endpoint field", "endpoints:\n  - name: a\n    weigth: 1\n", `bad.yaml:3: unknown field "weigth" in endpoints[0] (known: name, weight, url, cluster, sentinel)`},
+		{"unknown endpoint field", "endpoints:\n  - name: a\n    weigth: 1\n", `bad.yaml:3: unknown field "weigth" in endpoints[0] (known: name, weight, url, cluster, sentinel, tls)`},
 		{"bad duration", "endpoints:\n  - {name: a, weight: 1, url: redis://h:1}\ngrace_period: ten seconds\n", `bad.yaml:3: "ten seconds" is not a duration`},
 		{"bad number", "endpoints:\n  - name: a\n    weight: heavy\n    url: redis://h:1\n", "bad.yaml:3: cannot unmarshal !!str `heavy` into float64"},
 		{"zero weight", "endpoints:\n  - name: a\n    url: redis://h:1\n  - name: b\n    weight: 0\n    url: redis://h:2\n", `bad.yaml:2: Options.Endpoints[0]: endpoint "a": Weight must be a finite number > 0`},
@@ -65,6 +65,9 @@ func TestParseErrors(t *testing.T) {
 		{"unset env", "endpoints:\n  - name: a\n    weight: 1\n    url: redis://:${NOPE_NOT_SET}@h:1\n", "bad.yaml:4: environment variable NOPE_NOT_SET is not set"},
 		{"bad url keeps secret", "endpoints:\n  - name: a\n    weight: 1\n    url: redis://:${SECRET}@h:99999999/x\n", "bad.yaml:2: Options.Endpoints[0]"},
 		{"no endpoints", "grace_period: 1s\n", "Endpoints is empty"},
+		{"tls on a plain url", "endpoints:\n  - name: a\n    weight: 1\n    url: redis://h:1\n    tls: {server_name: h}\n", `bad.yaml:2: Options.Endpoints[0]: endpoint "a": TLSConfig is set but the URL is not rediss://`},
+		{"missing ca file", "endpoints:\n  - name: a\n    weight: 1\n    url: rediss://h:1\n    tls: {ca_file: /nonexistent/ca.crt}\n", "bad.yaml:2: endpoints[0].tls.ca_file: open /nonexistent/ca.crt"},
+		{"cert without key", "endpoints:\n  - name: a\n    weight: 1\n    url: rediss://h:1\n    tls: {cert_file: c.crt}\n", "bad.yaml:2: endpoints[0].tls: cert_file and key_file go together"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := config.Parse("bad.yaml", []byte(tc.yaml))
