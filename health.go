@@ -125,25 +125,46 @@ func buildProbe(spec Endpoint, timeout time.Duration) (c redis.UniversalClient, 
 	}
 }
 
-// PingCheck is the default health check: PING must answer PONG.
+// PingCheck is the default health check: PING must answer PONG; on a
+// Redis Cluster, every master must (see eachNode).
 func PingCheck(ctx context.Context, c redis.UniversalClient) error {
-	return c.Ping(ctx).Err()
+	return eachNode(ctx, c, func(ctx context.Context, n redis.UniversalClient) error { return n.Ping(ctx).Err() })
+}
+
+// eachNode runs check on c, or, when c is a cluster client, on every
+// master of the cluster at once: a region whose cluster cannot serve all
+// its slots is not healthy, so it fails over as a whole (README: "Redis
+// Cluster endpoints").
+func eachNode(ctx context.Context, c redis.UniversalClient, check func(context.Context, redis.UniversalClient) error) error {
+	cc, ok := c.(*redis.ClusterClient)
+	if !ok {
+		return check(ctx, c)
+	}
+	return cc.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error {
+		if err := check(ctx, n); err != nil {
+			return fmt.Errorf("master %s: %w", n.Options().Addr, err)
+		}
+		return nil
+	})
 }
 
 // EchoCheck is a health check that sends ECHO with a random payload and
-// requires the same payload back, so a proxy or a stale reply cannot pass.
+// requires the same payload back, so a proxy or a stale reply cannot pass;
+// on a Redis Cluster, from every master.
 func EchoCheck(ctx context.Context, c redis.UniversalClient) error {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	want := hex.EncodeToString(b[:])
-	got, err := c.Echo(ctx, want).Result()
-	if err != nil {
-		return err
-	}
-	if got != want {
-		return fmt.Errorf("geofailover: ECHO returned %q, want %q", got, want)
-	}
-	return nil
+	return eachNode(ctx, c, func(ctx context.Context, n redis.UniversalClient) error {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		want := hex.EncodeToString(b[:])
+		got, err := n.Echo(ctx, want).Result()
+		if err != nil {
+			return err
+		}
+		if got != want {
+			return fmt.Errorf("geofailover: ECHO returned %q, want %q", got, want)
+		}
+		return nil
+	})
 }
 
 // onCheck applies one health-check result, with N/M hysteresis: the first

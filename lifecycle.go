@@ -144,32 +144,38 @@ type knobs struct {
 	maxRetries, dialerRetries, poolSize, minIdleConns *int
 	contextTimeout                                    *bool
 	dialTimeout, readTimeout, writeTimeout            *time.Duration
+	minBackoff, maxBackoff                            *time.Duration
 	clientName                                        *string
 	maint                                             **maintnotifications.Config // nil: no such setting (Sentinel)
 }
 
 func standaloneKnobs(o *redis.Options) knobs {
 	return knobs{&o.MaxRetries, &o.DialerRetries, &o.PoolSize, &o.MinIdleConns, &o.ContextTimeoutEnabled,
-		&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.ClientName, &o.MaintNotificationsConfig}
+		&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.MinRetryBackoff, &o.MaxRetryBackoff, &o.ClientName, &o.MaintNotificationsConfig}
 }
 
 func clusterKnobs(o *redis.ClusterOptions) knobs {
 	return knobs{&o.MaxRetries, &o.DialerRetries, &o.PoolSize, &o.MinIdleConns, &o.ContextTimeoutEnabled,
-		&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.ClientName, &o.MaintNotificationsConfig}
+		&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.MinRetryBackoff, &o.MaxRetryBackoff, &o.ClientName, &o.MaintNotificationsConfig}
 }
 
 func sentinelKnobs(o *redis.FailoverOptions) knobs {
 	return knobs{&o.MaxRetries, &o.DialerRetries, &o.PoolSize, &o.MinIdleConns, &o.ContextTimeoutEnabled,
-		&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.ClientName, nil}
+		&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.MinRetryBackoff, &o.MaxRetryBackoff, &o.ClientName, nil}
 }
 
 // failFast sets what every client we build for traffic has, so that a dead
 // endpoint costs one dial: no go-redis command retries, one dial attempt,
-// socket deadlines that follow the caller's context, and dialTimeout when
-// the options leave DialTimeout at zero. Maintenance notifications are off
+// no backoff sleep between go-redis's own attempts, socket deadlines that
+// follow the caller's context, and dialTimeout when the options leave
+// DialTimeout at zero. (A cluster client still follows MOVED and ASK, and
+// retries a failed node up to MaxRedirects times, which resharding needs:
+// without the backoff, a dead master's dials fail within microseconds, so
+// its commands fail fast as never sent.) Maintenance notifications are off
 // unless the options set MaintNotificationsConfig (see maintOff).
 func (k knobs) failFast(dialTimeout time.Duration) {
 	*k.maxRetries, *k.dialerRetries, *k.contextTimeout = -1, 1, true
+	*k.minBackoff, *k.maxBackoff = -1, -1
 	if *k.dialTimeout == 0 {
 		*k.dialTimeout = dialTimeout
 	}

@@ -3,12 +3,9 @@ package geofailover_test
 import (
 	"testing"
 
-	"go.uber.org/goleak"
-
 	"github.com/geofailover/geofailover/failovertest"
 )
 
 func TestMain(m *testing.M) {
-	failovertest.SilenceRedisLog() // go-redis logs every refused dial
-	goleak.VerifyTestMain(m)
+	failovertest.VerifyTestMain(m)
 }

@@ -163,12 +163,14 @@ type Options struct {
 //
 // For the members we build (all but Client), go-redis's own retries are
 // switched off so that a dead endpoint costs one fast dial, not several:
-// MaxRetries and dial retries are set to one attempt, context deadlines are
-// honoured on the socket (ContextTimeoutEnabled), and a zero DialTimeout
-// becomes Options.HealthCheckTimeout. Maintenance notifications are off
-// unless MaintNotificationsConfig is set (see the README). A Client passed
-// in is used as it is and
-// is never closed by us; configure it the same way for fast failover.
+// MaxRetries and dial retries are set to one attempt, no backoff is slept
+// between go-redis's attempts (a cluster client still follows MOVED and
+// ASK, up to MaxRedirects), context deadlines are honoured on the socket
+// (ContextTimeoutEnabled), and a zero DialTimeout becomes
+// Options.HealthCheckTimeout. Maintenance notifications are off unless
+// MaintNotificationsConfig is set (see the README). A Client passed in is
+// used as it is and is never closed by us; configure it the same way for
+// fast failover.
 type Endpoint struct {
 	// Name identifies the endpoint in events, Status and the API. Required,
 	// unique within a client.

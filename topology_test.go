@@ -141,3 +141,47 @@ func TestWrongPasswordEndpoint(t *testing.T) {
 		t.Errorf("neither the log nor the events say why west is unhealthy:\n%s\n%s", logs.String(), events)
 	}
 }
+
+// clusterRegions starts two 3-master clusters, east (weight 1) and west
+// (0.5), and a client over them.
+func clusterRegions(t *testing.T, tune func(*geofailover.Options)) (east, west *failovertest.Cluster, c *geofailover.Client) {
+	t.Helper()
+	east, west = failovertest.StartCluster(t, 3), failovertest.StartCluster(t, 3)
+	opts := &geofailover.Options{Endpoints: []geofailover.Endpoint{
+		{Name: "east", Weight: 1, ClusterOptions: east.Options()},
+		{Name: "west", Weight: 0.5, ClusterOptions: west.Options()},
+	}}
+	if tune != nil {
+		tune(opts)
+	}
+	c = newClient(t, opts)
+	failovertest.WaitActive(t, c, "east")
+	failovertest.WaitHealth(t, c, "west", geofailover.Healthy)
+	return east, west, c
+}
+
+// TestClusterMasterKilledUnderLoad: one master of the preferred region's
+// cluster is killed under the reference load. The rule: a region that
+// cannot serve all its slots fails over as a whole. Its commands fail fast
+// as never sent (and are retried on the next region), so the application
+// sees at most the commands in flight at the kill, and the switch comes
+// within a second.
+func TestClusterMasterKilledUnderLoad(t *testing.T) {
+	east, _, c := clusterRegions(t, nil)
+	run := failovertest.Workload{}.Start(c)
+	time.Sleep(300 * time.Millisecond)
+	at := time.Now()
+	if err := east.Masters[1].Kill(); err != nil {
+		t.Fatal(err)
+	}
+	took := failovertest.WaitActive(t, c, "west")
+	time.Sleep(500 * time.Millisecond)
+	rep := run.Stop().Analyze(failovertest.Outage{From: "east", To: "west", At: at})
+	t.Logf("cluster master killed under load: switch after %v; %v", took, rep)
+	if took > time.Second {
+		t.Errorf("the switch took %v, want <= 1 s", took)
+	}
+	if rep.Errors.Reads > 0 || rep.Errors.Writes > 8 {
+		t.Errorf("%d read and %d write errors, want 0 reads and at most the 8 writes in flight", rep.Errors.Reads, rep.Errors.Writes)
+	}
+}

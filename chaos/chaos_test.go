@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"go.uber.org/goleak"
 
 	"github.com/geofailover/geofailover"
 	"github.com/geofailover/geofailover/failovertest"
@@ -22,9 +21,8 @@ import (
 var soak = flag.Bool("chaos.soak", false, "run the long soak variants (flapping for 10 minutes, more rounds)")
 
 func TestMain(m *testing.M) {
-	failovertest.SilenceRedisLog() // go-redis logs every refused dial
 	failovertest.WaitTimeout = wait
-	goleak.VerifyTestMain(m)
+	failovertest.VerifyTestMain(m)
 }
 
 // wait bounds every wait in the suite, so a hang fails instead of stalling.

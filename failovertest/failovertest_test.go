@@ -3,6 +3,7 @@ package failovertest_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -12,15 +13,13 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"go.uber.org/goleak"
 
 	"github.com/geofailover/geofailover"
 	"github.com/geofailover/geofailover/failovertest"
 )
 
 func TestMain(m *testing.M) {
-	failovertest.SilenceRedisLog()
-	goleak.VerifyTestMain(m)
+	failovertest.VerifyTestMain(m)
 }
 
 func TestServerLifecycle(t *testing.T) {
@@ -245,5 +244,45 @@ func TestWorkloadThroughAService(t *testing.T) {
 	}
 	if reported == 0 || inferred == 0 {
 		t.Fatalf("%d reported and %d inferred attributions", reported, inferred)
+	}
+}
+
+// TestClusterLifecycle: a 3-master cluster forms, serves keys on every
+// master, and a killed master comes back with its slots.
+func TestClusterLifecycle(t *testing.T) {
+	cl := failovertest.StartCluster(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rc := redis.NewClusterClient(cl.Options())
+	defer rc.Close()
+	seen := map[string]bool{}
+	for i := range 30 {
+		key := fmt.Sprint("k", i)
+		if err := rc.Set(ctx, key, i, 0).Err(); err != nil {
+			t.Fatalf("SET %s: %v", key, err)
+		}
+		m, err := cl.MasterFor(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n, err := failovertest.Connect(t, m.Addr).Exists(ctx, key).Result(); err != nil || n != 1 {
+			t.Fatalf("%s is not on %s, the master MasterFor names: %v, %v", key, m.Addr, n, err)
+		}
+		seen[m.Addr] = true
+	}
+	if len(seen) != 3 {
+		t.Fatalf("30 keys landed on %d masters, want 3", len(seen))
+	}
+	if err := cl.Masters[1].Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Masters[1].Restart(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.WaitOK(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := rc.Set(ctx, "after", 1, 0).Err(); err != nil {
+		t.Fatalf("SET after a master's restart: %v", err)
 	}
 }

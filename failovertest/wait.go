@@ -2,10 +2,13 @@ package failovertest
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
 
 	"github.com/geofailover/geofailover"
 )
@@ -77,6 +80,27 @@ func Connect(t testing.TB, addr string) *redis.Client {
 	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second, ContextTimeoutEnabled: true})
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// VerifyTestMain runs a package's tests, after SilenceRedisLog, and then,
+// as goleak.VerifyTestMain does, fails the run if a goroutine is left
+// behind. It gives goroutines up to 3 s to end, since a go-redis pool that
+// saw many failed dials redials from a goroutine that notices its pool was
+// closed only after its one-second sleep. Call it from TestMain.
+func VerifyTestMain(m *testing.M) {
+	SilenceRedisLog()
+	code := m.Run()
+	if code == 0 {
+		err := goleak.Find()
+		for deadline := time.Now().Add(3 * time.Second); err != nil && time.Now().Before(deadline); err = goleak.Find() {
+			time.Sleep(100 * time.Millisecond)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: errors on successful test run: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
 // SilenceRedisLog switches off go-redis's global logger, which prints a

@@ -8,15 +8,12 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/geofailover/geofailover/failovertest"
 	"github.com/geofailover/geofailover/faultproxy"
 )
 
 func TestMain(m *testing.M) {
-	failovertest.SilenceRedisLog()
-	goleak.VerifyTestMain(m)
+	failovertest.VerifyTestMain(m)
 }
 
 // TestProxyFaults: each fault does what it says to real traffic, and
