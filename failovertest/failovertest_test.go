@@ -286,3 +286,37 @@ func TestClusterLifecycle(t *testing.T) {
 		t.Fatalf("SET after a master's restart: %v", err)
 	}
 }
+
+// TestSentinelGroup: a Sentinel-managed primary with a replica and an ACL
+// user serves through go-redis's failover client, and Promote moves the
+// primary to the replica.
+func TestSentinelGroup(t *testing.T) {
+	g := failovertest.StartSentinelGroup(t, 1, failovertest.WithUser("app", "sentinel-pw-1"))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rc := redis.NewFailoverClient(g.Options())
+	defer rc.Close()
+	if err := rc.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatalf("SET through the Sentinel: %v", err)
+	}
+	if addr, err := g.PrimaryAddr(ctx); err != nil || addr != g.Primary.Addr {
+		t.Fatalf("primary %q (%v), want %s", addr, err, g.Primary.Addr)
+	}
+	now, err := g.Promote(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if now != g.Replicas[0].Addr {
+		t.Fatalf("promoted %s, want the replica %s", now, g.Replicas[0].Addr)
+	}
+	for {
+		err := rc.Set(ctx, "k", "after", 0).Err()
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("SET after the promotion: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

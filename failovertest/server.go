@@ -41,6 +41,9 @@ type Server struct {
 	bin   string
 	dir   string
 	extra []string // more redis-server arguments
+	// sentinelConf is the configuration file of a Sentinel ("" for a
+	// server): the process runs with --sentinel.
+	sentinelConf string
 
 	mu     sync.Mutex // protects cmd, exited
 	cmd    *exec.Cmd
@@ -56,6 +59,7 @@ type serverConfig struct {
 	minVersion string
 	ca         *CA
 	user, pass string
+	sentinel   string // the configuration of a Sentinel (see StartSentinelGroup)
 }
 
 // WithTLS makes the server speak TLS only, with a certificate signed by ca
@@ -170,6 +174,14 @@ func LaunchServer(dir string, opts ...ServerOption) (*Server, error) {
 	if cfg.user != "" {
 		s.extra = append(s.extra, "--user", cfg.user, "on", ">"+cfg.pass, "~*", "&*", "+@all", "--user", "default", "off")
 	}
+	if cfg.sentinel != "" {
+		s.sentinelConf = filepath.Join(dir, "sentinel.conf")
+		if err := os.WriteFile(s.sentinelConf, []byte(cfg.sentinel), 0o600); err != nil {
+			return nil, err
+		}
+		s.extra = nil
+		s.Username, s.Password = "", ""
+	}
 	if cfg.ca != nil {
 		args, err := cfg.ca.serverArgs(dir)
 		if err != nil {
@@ -253,6 +265,10 @@ func (s *Server) start() error {
 		"--save", "", "--appendonly", "no", "--dir", s.dir,
 		"--logfile", filepath.Join(s.dir, "redis.log"), "--protected-mode", "no",
 	), s.extra...)
+	if s.sentinelConf != "" {
+		args = []string{s.sentinelConf, "--sentinel", "--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1",
+			"--dir", s.dir, "--logfile", filepath.Join(s.dir, "redis.log"), "--protected-mode", "no"}
+	}
 	cmd := exec.Command(s.bin, args...)
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", s.bin, err)
