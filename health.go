@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -126,14 +128,17 @@ func buildProbe(spec Endpoint, timeout time.Duration) (c redis.UniversalClient, 
 }
 
 // PingCheck is the default health check: PING must answer PONG; on a
-// Redis Cluster, every master must (see eachNode).
+// Redis Cluster, every master must, and report the cluster's state ok (see
+// eachNode).
 func PingCheck(ctx context.Context, c redis.UniversalClient) error {
 	return eachNode(ctx, c, func(ctx context.Context, n redis.UniversalClient) error { return n.Ping(ctx).Err() })
 }
 
 // eachNode runs check on c, or, when c is a cluster client, on every
-// master of the cluster at once: a region whose cluster cannot serve all
-// its slots is not healthy, so it fails over as a whole (README: "Redis
+// master of the cluster at once, each of which must also report
+// cluster_state:ok (CLUSTER INFO): a region whose cluster cannot serve all
+// its slots, or has not yet agreed that it can again after a restart, is
+// not healthy, so it fails over, and back, as a whole (README: "Redis
 // Cluster endpoints").
 func eachNode(ctx context.Context, c redis.UniversalClient, check func(context.Context, redis.UniversalClient) error) error {
 	cc, ok := c.(*redis.ClusterClient)
@@ -141,7 +146,14 @@ func eachNode(ctx context.Context, c redis.UniversalClient, check func(context.C
 		return check(ctx, c)
 	}
 	return cc.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error {
-		if err := check(ctx, n); err != nil {
+		err := check(ctx, n)
+		if err == nil {
+			var info string
+			if info, err = n.ClusterInfo(ctx).Result(); err == nil && !strings.Contains(info, "cluster_state:ok") {
+				err = errors.New("geofailover: cluster_state is not ok")
+			}
+		}
+		if err != nil {
 			return fmt.Errorf("master %s: %w", n.Options().Addr, err)
 		}
 		return nil
