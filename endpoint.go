@@ -49,6 +49,10 @@ type endpoint struct {
 	lastErr      error
 	lastLatency  time.Duration
 	lastCheck    time.Time
+	// cold: the endpoint's traffic client is new and has not been warmed
+	// up; warming: its warm-up is under way. Failback to it waits for both
+	// to clear (see supervisor.warm).
+	cold, warming bool
 
 	breaker     BreakerState
 	window      *window.Window

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -256,11 +257,53 @@ type retiredClient struct {
 // refresh gives an owned endpoint that passed its first check after an
 // outage a new traffic client: go-redis keeps returning a cached dial error
 // from a pool that saw many failed dials, for up to a second after the
-// server is back. The old client is closed retireDelay later.
+// server is back. The old client is closed retireDelay later; the new one
+// is warmed up.
 func (s *supervisor) refresh(e *endpoint, now time.Time) {
 	if old := s.replaceMember(e); old != nil {
 		s.retired = append(s.retired, retiredClient{old, now})
 	}
+}
+
+// maxWarmConns bounds the connections a warm-up opens.
+const maxWarmConns = 128
+
+// warm opens connections on e's new traffic client (cold: replaced when
+// traffic left e, or when e came back) once e is eligible again, before
+// failback may move traffic to it: as many as the active endpoint's client
+// holds now (at least one, at most maxWarmConns), by PINGs sent at once,
+// each bounded by twice HealthCheckTimeout. On a cold pool the first
+// command of every caller after a failback would dial and set up its
+// connection (HELLO, CLIENT SETINFO) within its own deadline: a few round
+// trips, which a short deadline to a not-so-near endpoint misses. Failback
+// to e waits until the warm-up is over, whether its PINGs passed or not
+// (normally long before FailbackDelay); failover does not wait.
+func (s *supervisor) warm(e *endpoint) {
+	n := 1
+	if a := s.active; a != nil && a != e {
+		n = max(n, int(a.client().PoolStats().TotalConns))
+	}
+	n = min(n, maxWarmConns)
+	client := e.client()
+	e.warming = true
+	c, timeout := s.c, 2*s.cfg.HealthCheckTimeout
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		ctx, cancel := context.WithTimeout(c.ctx, timeout)
+		var pings sync.WaitGroup
+		for range n {
+			pings.Go(func() { _ = client.Ping(ctx).Err() })
+		}
+		pings.Wait()
+		cancel()
+		_ = c.call(c.ctx, func(s *supervisor, _ time.Time) {
+			e.warming = false
+			if e.client() == client {
+				e.cold = false // else it was replaced meanwhile: warm the new one
+			}
+		})
+	}()
 }
 
 // replaceMember gives an owned endpoint a new traffic client and returns
@@ -273,6 +316,7 @@ func (s *supervisor) replaceMember(e *endpoint) redis.UniversalClient {
 	if err != nil {
 		return nil // the spec was valid when the endpoint was added
 	}
+	e.cold = true // warmed before failback (see warm)
 	return e.member.Swap(&memberRef{fresh}).c
 }
 

@@ -118,7 +118,8 @@ type Options struct {
 	// FailbackDelay is how long an endpoint with a higher weight than the
 	// active one must have been healthy, every health check passing since
 	// its last failure, before traffic fails back to it (it must also be out
-	// of its grace period). Default 3 s.
+	// of its grace period, and its new connection pool warmed up). Default
+	// 3 s.
 	FailbackDelay time.Duration
 	// DisableFailback keeps traffic on the endpoint it failed over to until
 	// that one fails too or SwitchTo is called.

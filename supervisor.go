@@ -223,8 +223,9 @@ func (s *supervisor) grace(level int) time.Duration {
 //   - the pinned endpoint (SwitchTo) while it is usable, or always if forced;
 //   - else the active endpoint while it is usable, unless an endpoint of
 //     higher weight is eligible and has been healthy, with every check
-//     passing, for FailbackDelay: then the highest-weight such endpoint
-//     (failback), even if a better one is not yet stable;
+//     passing, for FailbackDelay, and its traffic client is warm: then the
+//     highest-weight such endpoint (failback), even if a better one is not
+//     yet stable;
 //   - else the highest-weight eligible endpoint (failover), except that at
 //     startup it waits for higher-weight endpoints' first check;
 //   - else, since anything beats nothing, the active endpoint if its last
@@ -249,7 +250,7 @@ func (s *supervisor) choose(now time.Time) *endpoint {
 		// Failback: the best of the endpoints preferred to a that have been
 		// stable for FailbackDelay, even if a better one is not yet.
 		if up := s.best(func(e *endpoint) bool {
-			return e.weight > a.weight && e.eligible(now) && now.Sub(e.stableSince()) >= s.cfg.FailbackDelay
+			return e.weight > a.weight && e.eligible(now) && !e.cold && now.Sub(e.stableSince()) >= s.cfg.FailbackDelay
 		}); up != nil {
 			return up
 		}
@@ -304,6 +305,11 @@ func (s *supervisor) decide(now time.Time) {
 		if target == nil {
 			s.enterAllDown(now)
 			s.emit(Event{Kind: EventAllDown, At: now})
+		}
+	}
+	for _, e := range s.eps {
+		if e != target && e.cold && !e.warming && e.eligible(now) {
+			s.warm(e)
 		}
 	}
 	fallback := s.best(func(e *endpoint) bool { return e != target && e.eligible(now) })

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"os/exec"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -485,4 +487,48 @@ func printEventsOnFailure(t *testing.T, c *geofailover.Client) {
 		}
 		events = nil
 	})
+}
+
+// TestFailbackUnderPressure: failing back costs no error, even on a busy
+// machine and to a preferred endpoint 50 ms away (a round trip fits the
+// workload's 100 ms deadline, setting up a connection does not: failback
+// waits until the endpoint's new pool is warm). The preferred endpoint
+// hangs (SIGSTOP) and resumes under load while busy processes, three per
+// CPU, compete for the machine (busy goroutines inside the test would
+// make the workload miss its deadlines with no fault at all).
+func TestFailbackUnderPressure(t *testing.T) {
+	for range 3 * runtime.NumCPU() {
+		spin := exec.Command("sh", "-c", "while :; do :; done")
+		must(t, spin.Start())
+		defer func() { _ = spin.Process.Kill(); _ = spin.Wait() }()
+	}
+	rounds := 3
+	if *soak {
+		rounds = 10
+	}
+	for i := range rounds {
+		rs, c := lab(t, []float64{1, 0.5}, true, quick)
+		rs[0].proxy.Latency(25*time.Millisecond, 0, faultproxy.Both)
+		run := failovertest.Workload{}.Start(c)
+		time.Sleep(300 * time.Millisecond)
+		must(t, rs[0].srv.Pause())
+		failovertest.WaitActive(t, c, "west")
+		time.Sleep(300 * time.Millisecond)
+		resumed := time.Now()
+		must(t, rs[0].srv.Resume())
+		failovertest.WaitActive(t, c, "east")
+		time.Sleep(time.Second)
+		tl := run.Stop()
+		var back time.Time
+		for _, ev := range tl.Switches() {
+			if ev.To == "east" && ev.At.After(resumed) {
+				back = ev.At
+			}
+		}
+		errs := tl.Errors(back, time.Time{})
+		t.Logf("round %d: failback %v after resume; errors after it: %d reads, %d writes %v", i, back.Sub(resumed), errs.Reads, errs.Writes, errs.Sample)
+		if errs.Total() > 0 {
+			t.Errorf("round %d: failing back cost %d errors: %v", i, errs.Total(), errs.Sample)
+		}
+	}
 }
