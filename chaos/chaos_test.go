@@ -493,11 +493,11 @@ func printEventsOnFailure(t *testing.T, c *geofailover.Client) {
 // machine and to a preferred endpoint 50 ms away (a round trip fits the
 // workload's 100 ms deadline, setting up a connection does not: failback
 // waits until the endpoint's new pool is warm). The preferred endpoint
-// hangs (SIGSTOP) and resumes under load while busy processes, three per
+// hangs (SIGSTOP) and resumes under load while busy processes, one per
 // CPU, compete for the machine (busy goroutines inside the test would
 // make the workload miss its deadlines with no fault at all).
 func TestFailbackUnderPressure(t *testing.T) {
-	for range 3 * runtime.NumCPU() {
+	for range runtime.NumCPU() {
 		spin := exec.Command("sh", "-c", "while :; do :; done")
 		must(t, spin.Start())
 		defer func() { _ = spin.Process.Kill(); _ = spin.Wait() }()
@@ -506,7 +506,14 @@ func TestFailbackUnderPressure(t *testing.T) {
 	if *soak {
 		rounds = 10
 	}
-	for i := range rounds {
+	// A round is conclusive only if west, which nothing faults, served
+	// without error while it was active: otherwise the machine was too busy
+	// to meet the deadlines at all, and the round says nothing of failback.
+	conclusive := 0
+	for i := 0; conclusive < rounds; i++ {
+		if i == 3*rounds {
+			t.Fatalf("only %d of %d rounds were conclusive: the machine is too busy for this test", conclusive, i)
+		}
 		rs, c := lab(t, []float64{1, 0.5}, true, quick)
 		rs[0].proxy.Latency(25*time.Millisecond, 0, faultproxy.Both)
 		run := failovertest.Workload{}.Start(c)
@@ -519,12 +526,26 @@ func TestFailbackUnderPressure(t *testing.T) {
 		failovertest.WaitActive(t, c, "east")
 		time.Sleep(time.Second)
 		tl := run.Stop()
-		var back time.Time
+		var left, back time.Time
 		for _, ev := range tl.Switches() {
+			if ev.To == "west" && left.IsZero() {
+				left = ev.At
+			}
 			if ev.To == "east" && ev.At.After(resumed) {
 				back = ev.At
 			}
 		}
+		standby := 0
+		for _, r := range tl.Records {
+			if r.Err != nil && r.Endpoint == "west" && r.Start.After(left) && r.End.Before(back) {
+				standby++
+			}
+		}
+		if standby > 0 {
+			t.Logf("round %d inconclusive: %d errors on the standby", i, standby)
+			continue
+		}
+		conclusive++
 		errs := tl.Errors(back, time.Time{})
 		t.Logf("round %d: failback %v after resume; errors after it: %d reads, %d writes %v", i, back.Sub(resumed), errs.Reads, errs.Writes, errs.Sample)
 		if errs.Total() > 0 {

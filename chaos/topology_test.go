@@ -80,8 +80,11 @@ func TestTopologies(t *testing.T) {
 			t.Run("loss-under-load", func(t *testing.T) {
 				rep := outage(t, c, from, to, func() { east.kill(t) }, func() { east.restart(t) },
 					checks{moved: true, failback: true, maxSwitches: 2}, failovertest.Workload{})
-				if rep.Errors.Reads > 0 || rep.Errors.Writes > 8 {
-					t.Errorf("%d read and %d write errors, want 0 reads and at most the 8 writes in flight", rep.Errors.Reads, rep.Errors.Writes)
+				// At most the commands in flight at the kill fail (reads are
+				// replayed when their deadline leaves time for it: a replay on
+				// a TLS standby may need a handshake first).
+				if rep.Errors.Total() > 8 {
+					t.Errorf("%d read and %d write errors, want at most the 8 commands in flight", rep.Errors.Reads, rep.Errors.Writes)
 				}
 			})
 			t.Run("loss-idle", func(t *testing.T) {
