@@ -81,10 +81,17 @@ func TestTopologies(t *testing.T) {
 				rep := outage(t, c, from, to, func() { east.kill(t) }, func() { east.restart(t) },
 					checks{moved: true, failback: true, maxSwitches: 2}, failovertest.Workload{})
 				// At most the commands in flight at the kill fail (reads are
-				// replayed when their deadline leaves time for it: a replay on
-				// a TLS standby may need a handshake first).
-				if rep.Errors.Total() > 8 {
-					t.Errorf("%d read and %d write errors, want at most the 8 commands in flight", rep.Errors.Reads, rep.Errors.Writes)
+				// replayed when their deadline leaves time for it). On TLS,
+				// each worker's first command on the standby (or the replay
+				// of its read) sets up a connection with a handshake, which
+				// a loaded machine may not finish within 100 ms: one more
+				// per worker.
+				limit := 8
+				if topo.name == "tls-acl" {
+					limit = 16
+				}
+				if rep.Errors.Total() > limit {
+					t.Errorf("%d read and %d write errors, want at most %d", rep.Errors.Reads, rep.Errors.Writes, limit)
 				}
 			})
 			t.Run("loss-idle", func(t *testing.T) {
