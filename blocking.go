@@ -26,30 +26,43 @@ import (
 // blockingPool is an endpoint's client for blocking commands.
 type blockingPool struct {
 	opts   *redis.Options
+	onNew  func(*redis.Client) // Options.OnNewClient for this endpoint, if any
 	client atomic.Pointer[redis.Client]
 	epoch  atomic.Uint64 // counts interruptions
 	mu     sync.Mutex    // serializes interrupt and close
 	closed bool
 }
 
-func newBlockingPool(o *redis.Options) *blockingPool {
+func newBlockingPool(o *redis.Options, onNew func(*redis.Client)) *blockingPool {
 	o.MinIdleConns = 0
 	o.ClientName = internalName(o.ClientName, "blocking")
-	b := &blockingPool{opts: o}
-	b.client.Store(redis.NewClient(o))
+	b := &blockingPool{opts: o, onNew: onNew}
+	b.client.Store(b.newClient())
 	return b
+}
+
+// newClient builds a client for blocking commands and hands it to onNew
+// (outside b.mu) before it serves a command.
+func (b *blockingPool) newClient() *redis.Client {
+	c := redis.NewClient(b.opts)
+	if b.onNew != nil {
+		b.onNew(c)
+	}
+	return c
 }
 
 // interrupt ends every blocking command waiting on the pool's connections:
 // later commands get a fresh client.
 func (b *blockingPool) interrupt() {
+	fresh := b.newClient()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
+		_ = fresh.Close()
 		return
 	}
 	b.epoch.Add(1)
-	old := b.client.Swap(redis.NewClient(b.opts))
+	old := b.client.Swap(fresh)
 	_ = old.Close()
 }
 

@@ -63,12 +63,19 @@ func (s *supervisor) add(spec Endpoint) (*endpoint, error) {
 		weight:   spec.Weight,
 		window:   window.New(s.cfg.bucketCount, s.cfg.BreakerBucket),
 	}
+	if owned {
+		s.announce(spec.Name, member)
+	}
 	e.member.Store(&memberRef{member})
 	s.c.scanTags.Store(e.scanTag, e.name)
 	if owned && (spec.URL != "" || spec.Options != nil) {
 		o, _ := standaloneOptions(spec) // parsed by buildMember already
 		standaloneKnobs(o).failFast(s.cfg.HealthCheckTimeout)
-		e.blocking = newBlockingPool(o)
+		var onNew func(*redis.Client)
+		if s.cfg.OnNewClient != nil {
+			onNew = func(c *redis.Client) { s.announce(spec.Name, c) }
+		}
+		e.blocking = newBlockingPool(o, onNew)
 	}
 	ctx, cancel := context.WithCancel(s.c.ctx)
 	e.stopChecker = cancel
@@ -317,7 +324,24 @@ func (s *supervisor) replaceMember(e *endpoint) redis.UniversalClient {
 		return nil // the spec was valid when the endpoint was added
 	}
 	e.cold = true // warmed before failback (see warm)
+	s.announce(e.name, fresh)
 	return e.member.Swap(&memberRef{fresh}).c
+}
+
+// announce hands a client we built to carry the application's commands to
+// Options.OnNewClient, before it serves any; a panic there is recovered
+// and logged, so it cannot take the supervisor down.
+func (s *supervisor) announce(endpoint string, c redis.UniversalClient) {
+	hook := s.cfg.OnNewClient
+	if hook == nil {
+		return
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			s.cfg.Logger.Error("geofailover: Options.OnNewClient panicked", "endpoint", endpoint, "panic", fmt.Sprint(p))
+		}
+	}()
+	hook(endpoint, c)
 }
 
 // abandon ends the commands still waiting on an owned endpoint that traffic

@@ -155,6 +155,20 @@ type Options struct {
 	// subscribers can be added with Client.OnEvent.
 	OnEvent func(Event)
 
+	// OnNewClient, if set, is called with every go-redis client the library
+	// builds to carry the application's commands: each endpoint's traffic
+	// client (which also carries its Pub/Sub), its client for blocking
+	// commands, and every replacement of either (traffic leaving an
+	// endpoint, an endpoint coming back, a switch interrupting blocking
+	// commands). It is called before the client serves a command, on the
+	// goroutine that built it (New's, or the client's supervisor goroutine:
+	// keep it quick), never under a lock. A panic in it is recovered and
+	// logged. Use it to instrument the clients, e.g. with redisotel (see
+	// the example in extra/geofailoverotel), naming the endpoint in an
+	// attribute. It is not called for an Endpoint.Client (it is yours:
+	// instrument it yourself), nor for the small clients of health checks.
+	OnNewClient func(endpoint string, client redis.UniversalClient)
+
 	// Logger receives the client's log records. Default: silent.
 	Logger *slog.Logger
 }
