@@ -2,6 +2,8 @@ package geofailover_test
 
 import (
 	"context"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -43,7 +45,7 @@ func (h announcedHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis
 // every command each endpoint served.
 func TestOnNewClient(t *testing.T) {
 	var mu sync.Mutex
-	seen := map[string]int{}   // commands the hooks saw, by endpoint
+	seen := map[string]int{}    // commands the hooks saw, by endpoint
 	clients := map[string]int{} // clients announced, by endpoint
 	east, west := failovertest.StartServer(t), failovertest.StartServer(t)
 	c := newClient(t, &geofailover.Options{Endpoints: []geofailover.Endpoint{
@@ -115,4 +117,24 @@ func TestOnNewClientPanics(t *testing.T) {
 	must(t, east.Kill())
 	failovertest.WaitActive(t, c, "west")
 	must(t, c.Set(ctx, "k", "v", 0).Err())
+}
+
+// TestLogRedisTo: go-redis's process-wide log lines (a failed dial here)
+// go to the slog.Logger given, at the level given.
+func TestLogRedisTo(t *testing.T) {
+	var buf syncBuffer
+	geofailover.LogRedisTo(slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})), slog.LevelDebug)
+	defer failovertest.SilenceRedisLog()
+	s := failovertest.StartServer(t)
+	addr := s.Addr
+	must(t, s.Kill())
+	rc := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialerRetries: 1})
+	defer rc.Close()
+	if err := rc.Ping(ctxFor(t, testTimeout)).Err(); err == nil {
+		t.Fatal("PING to a killed server succeeded")
+	}
+	out := buf.String()
+	if !strings.Contains(out, `"level":"DEBUG"`) || !strings.Contains(out, `"source":"go-redis"`) || !strings.Contains(out, "dial") {
+		t.Fatalf("go-redis's line about the failed dial is not in the slog output: %q", out)
+	}
 }

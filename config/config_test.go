@@ -5,12 +5,11 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/geofailover/geofailover/config"
+	"github.com/geofailover/geofailover/failovertest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { failovertest.VerifyTestMain(m) }
 
 func TestParseGood(t *testing.T) {
 	t.Setenv("EU_PASSWORD", "s3cret")

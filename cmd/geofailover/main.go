@@ -15,11 +15,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 
-	"github.com/redis/go-redis/v9"
+	"github.com/geofailover/geofailover"
 )
 
 const usage = `geofailover: client-side geographic failover for go-redis
@@ -37,7 +38,8 @@ Examples:
   geofailover probe --config geofailover.yaml
   geofailover drill --config geofailover.yaml --fault blackhole --outage 10s
 
-Run "geofailover COMMAND --help" for a command's flags.
+Run "geofailover COMMAND --help" for a command's flags. GEOFAILOVER_LOG=debug
+shows go-redis's own log lines (one per failed dial during an outage).
 `
 
 func main() {
@@ -51,7 +53,9 @@ func main() {
 // command found a problem (e.g. probe: the preferred endpoint is
 // unusable), 2 a usage or configuration error, 130 interrupted.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	redis.SetLogger(quietLogger{}) // go-redis logs every refused dial
+	// go-redis logs every refused dial: its lines go to stderr only with
+	// GEOFAILOVER_LOG=debug.
+	geofailover.LogRedisTo(logger(stderr), slog.LevelDebug)
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return 2
@@ -125,6 +129,12 @@ func parse(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
-type quietLogger struct{}
-
-func (quietLogger) Printf(context.Context, string, ...any) {}
+// logger is the command's log: text on stderr, at the level GEOFAILOVER_LOG
+// names (debug, info, warn, error; default warn).
+func logger(stderr io.Writer) *slog.Logger {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(os.Getenv("GEOFAILOVER_LOG"))); err != nil || os.Getenv("GEOFAILOVER_LOG") == "" {
+		level = slog.LevelWarn
+	}
+	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+}
