@@ -96,8 +96,9 @@ func (s EndpointStatus) MarshalJSON() ([]byte, error) {
 		LastCheck           *time.Time `json:",omitempty"`
 		GraceUntil          *time.Time `json:",omitempty"`
 		InFlight            int64
+		Calls               CallCounts
 	}{s.Name, s.Weight, s.Active, s.Health, s.Breaker, s.ConsecutivePasses, s.ConsecutiveFailures,
-		errText(s.LastError), latency, timeOrNil(s.LastCheck), timeOrNil(s.GraceUntil), s.InFlight})
+		errText(s.LastError), latency, timeOrNil(s.LastCheck), timeOrNil(s.GraceUntil), s.InFlight, s.Calls})
 }
 
 // MarshalJSON encodes the event with names for its kind, reason and

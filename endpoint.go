@@ -77,10 +77,36 @@ type liveStats struct {
 	blockingOK atomic.Uint64 // blocking calls that succeeded
 	failedB    atomic.Uint64 // blocking calls that failed
 	slow       atomic.Uint64
+	// Calls sent on to the next endpoint after failing here (the retry
+	// path only): never run, or replayed.
+	retriedUnsent, replayed atomic.Uint64
 
 	consecutive atomic.Int64
 	runStart    atomic.Int64 // UnixNano of the first failure of the current run
 	lastErr     atomic.Pointer[errBox]
+}
+
+// countRetry counts a call that failed here (f) and is sent on.
+func (s *liveStats) countRetry(f failure) {
+	if f == failUnsent {
+		s.retriedUnsent.Add(1)
+	} else {
+		s.replayed.Add(1)
+	}
+}
+
+// calls returns the counts by outcome.
+func (s *liveStats) calls() CallCounts {
+	failedNB, neutral := s.failedNB.Load(), s.neutralNB.Load()
+	completed := s.completed.Load() // after the rest: they are counted first
+	served := uint64(0)
+	if completed > failedNB+neutral {
+		served = completed - failedNB - neutral
+	}
+	return CallCounts{
+		Served: served + s.blockingOK.Load(), Failed: failedNB + s.failedB.Load(), CallerGaveUp: neutral,
+		RetriedUnsent: s.retriedUnsent.Load(), Replayed: s.replayed.Load(),
+	}
 }
 
 // inflight is the number of non-blocking calls outstanding.

@@ -138,3 +138,35 @@ func TestLogRedisTo(t *testing.T) {
 		t.Fatalf("go-redis's line about the failed dial is not in the slog output: %q", out)
 	}
 }
+
+// TestCallCounts: Status counts each endpoint's calls by outcome; a kill
+// under load shows failures on the endpoint lost, and the calls it sent on
+// to the next one.
+func TestCallCounts(t *testing.T) {
+	east, _, c := pair(t, fast)
+	failovertest.WaitActive(t, c, "east")
+	run := failovertest.Workload{}.Start(c)
+	time.Sleep(200 * time.Millisecond)
+	must(t, east.Kill())
+	failovertest.WaitActive(t, c, "west")
+	time.Sleep(200 * time.Millisecond)
+	tl := run.Stop()
+	calls := map[string]geofailover.CallCounts{}
+	for _, st := range c.Status() {
+		calls[st.Name] = st.Calls
+	}
+	t.Logf("calls: %+v", calls)
+	e, w := calls["east"], calls["west"]
+	if e.Served == 0 || e.Failed == 0 || e.RetriedUnsent+e.Replayed == 0 || w.Served == 0 {
+		t.Errorf("calls %+v: want east served, failed and sent some on, west served", calls)
+	}
+	ok := uint64(0)
+	for _, r := range tl.Records {
+		if r.Err == nil {
+			ok++
+		}
+	}
+	if got := e.Served + w.Served; got < ok {
+		t.Errorf("the endpoints served %d calls, fewer than the %d that succeeded", got, ok)
+	}
+}

@@ -103,7 +103,8 @@ func (c *Client) processOne(ctx context.Context, r *route, cmd redis.Cmder) (*en
 	if err == nil {
 		return r.active, nil
 	}
-	switch failureOf(err) {
+	f := failureOf(err)
+	switch f {
 	case failUnsent:
 	case failAmbiguous:
 		if !c.replayable(ctx, cmd) {
@@ -113,6 +114,7 @@ func (c *Client) processOne(ctx context.Context, r *route, cmd redis.Cmder) (*en
 		return r.active, err
 	}
 	if next := c.retryTarget(ctx, r); next != nil {
+		r.active.live.countRetry(f)
 		return next, c.attempt(ctx, next, cmd, true)
 	}
 	return r.active, err
@@ -173,7 +175,8 @@ func (c *Client) processPipeline(ctx context.Context, cmds []redis.Cmder, tx boo
 	if err == nil {
 		return nil
 	}
-	switch pipelineFailure(cmds, err) {
+	f := pipelineFailure(cmds, err)
+	switch f {
 	case failUnsent:
 	case failAmbiguous:
 		for _, cmd := range cmds {
@@ -185,6 +188,7 @@ func (c *Client) processPipeline(ctx context.Context, cmds []redis.Cmder, tx boo
 		return err
 	}
 	if next := c.retryTarget(ctx, r); next != nil {
+		r.active.live.countRetry(f)
 		return c.attemptPipeline(ctx, next, cmds, tx, true)
 	}
 	return err

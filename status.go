@@ -66,4 +66,29 @@ type EndpointStatus struct {
 	GraceUntil time.Time
 	// InFlight is the number of non-blocking commands outstanding on it.
 	InFlight int64
+	// Calls counts what became of the calls (commands, pipelines,
+	// transactions) sent to it since it was added.
+	Calls CallCounts
+}
+
+// CallCounts counts the calls sent to one endpoint, by outcome. Every
+// count only grows. A call retried on the next endpoint is counted on
+// both: here as RetriedUnsent or Replayed (and Failed), there by its own
+// outcome.
+type CallCounts struct {
+	// Served: the endpoint answered (an error reply such as WRONGTYPE
+	// included).
+	Served uint64
+	// Failed: failures that count against the endpoint (Options.
+	// IsEndpointFailure).
+	Failed uint64
+	// CallerGaveUp: the caller's context ended first (not the endpoint's
+	// doing).
+	CallerGaveUp uint64
+	// RetriedUnsent: failed without running here (never sent, or refused
+	// unrun) and sent to the next endpoint.
+	RetriedUnsent uint64
+	// Replayed: lost their answer here and, being safe to replay, were
+	// sent to the next endpoint.
+	Replayed uint64
 }

@@ -442,7 +442,7 @@ func (s *supervisor) status() []EndpointStatus {
 			Health: e.health, Breaker: e.breaker,
 			ConsecutivePasses: e.passes, ConsecutiveFailures: e.fails,
 			LastError: e.lastErr, LastCheckLatency: e.lastLatency, LastCheck: e.lastCheck,
-			GraceUntil: e.graceUntil, InFlight: e.live.inflight(),
+			GraceUntil: e.graceUntil, InFlight: e.live.inflight(), Calls: e.live.calls(),
 		})
 	}
 	return out
