@@ -52,6 +52,7 @@ type Client struct {
 
 	sup    *supervisor
 	events *eventQueue
+	recent recentEvents // the last events, for StatusHandler
 
 	hooksMu       sync.Mutex     // serializes AddHook
 	scanTags      sync.Map       // uint8 scan tag -> endpoint name, for error messages

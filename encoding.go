@@ -177,5 +177,6 @@ func (c *Client) emit(evs ...Event) {
 			log.LogAttrs(context.Background(), ev.level(), "geofailover: "+ev.Kind.String(), ev.attrs()[1:]...)
 		}
 	}
+	c.recent.add(evs)
 	c.events.publish(evs...)
 }
