@@ -5,6 +5,7 @@
 //	geofailover probe [--config FILE] [--pings N] [URL ...]
 //	geofailover drill [--config FILE] [--fault blackhole|refuse] [--outage D] [--prefix P] [--report FILE] [URL ...]
 //	geofailover bench [--runs N] [--faults kill,stop,blackhole,latency] [--traffic idle,load] [--quick]
+//	geofailover watch [--config FILE] [--listen ADDR] [--traffic] [--for D] [URL ...]
 //
 // Run "geofailover help" or "geofailover COMMAND --help" for details.
 package main
@@ -30,6 +31,7 @@ Usage:
   geofailover probe [flags] [URL...] check each endpoint once and print a table
   geofailover drill [flags] [URL...] rehearse losing your preferred endpoint, safely, with a report
   geofailover bench [flags]          measure failover and failback on local servers (JSON, Markdown)
+  geofailover watch [flags] [URL...] watch a client on your endpoints live; status page and /metrics
 
 Examples:
   geofailover demo                         # three local servers, about 30 s
@@ -70,6 +72,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = drillCmd(ctx, args[1:], stdout, stderr)
 	case "bench":
 		err = benchCmd(ctx, args[1:], stdout, stderr)
+	case "watch":
+		err = watchCmd(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help", "-help":
 		fmt.Fprint(stdout, usage)
 		return 0

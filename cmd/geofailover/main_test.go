@@ -7,10 +7,12 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -258,5 +260,98 @@ func TestBench(t *testing.T) {
 	}
 	if code, _, errOut := runCLI(t, "bench", "--faults", "meteor"); code != 2 || !strings.Contains(errOut, "unknown fault") {
 		t.Errorf("bad fault: exit %d %s", code, errOut)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe to read while the command writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestWatchEndToEnd: watch runs a client against local servers, shows the
+// failover when the preferred one is killed, serves the status page and
+// /metrics meanwhile, and Ctrl-C (the context ending) exits cleanly.
+func TestWatchEndToEnd(t *testing.T) {
+	east, west := failovertest.StartServer(t), failovertest.StartServer(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errb lockedBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"watch", "--listen", "127.0.0.1:0", "--traffic", east.URL(), west.URL()}, &out, &errb)
+	}()
+	addrRE := regexp.MustCompile(`status page: http://([0-9.:]+)/`)
+	var base string
+	for start := time.Now(); base == ""; time.Sleep(20 * time.Millisecond) {
+		if m := addrRE.FindStringSubmatch(out.String()); m != nil {
+			base = "http://" + m[1]
+		}
+		if time.Since(start) > 20*time.Second {
+			t.Fatalf("watch printed no address: %q %q", out.String(), errb.String())
+		}
+	}
+	hc := &http.Client{Timeout: 5 * time.Second}
+	defer hc.CloseIdleConnections()
+	fetch := func(path, accept string) string {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, base+path, nil)
+		req.Header.Set("Accept", accept)
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	waitActive := func(name string) {
+		t.Helper()
+		want := `"Active":"` + name + `"`
+		for start := time.Now(); !strings.Contains(fetch("/", "application/json"), want); time.Sleep(50 * time.Millisecond) {
+			if time.Since(start) > 30*time.Second {
+				t.Fatalf("the status page never showed %s active: %s", name, fetch("/", "application/json"))
+			}
+		}
+	}
+	eastName, westName := strings.TrimPrefix(east.URL(), "redis://"), strings.TrimPrefix(west.URL(), "redis://")
+	waitActive(eastName)
+	if err := east.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	waitActive(westName)
+	time.Sleep(1500 * time.Millisecond) // a redraw and a metrics collection after the switch
+	metrics := fetch("/metrics", "text/plain")
+	for _, want := range []string{`geofailover_switches_total{from="` + eastName, `geofailover_endpoint_active{endpoint="` + westName + `"`, "geofailover_endpoint_calls_total"} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %q:\n%s", want, metrics)
+		}
+	}
+	if page := fetch("/", "text/html"); !strings.Contains(page, `<strong id="active">`+westName+`</strong>`) {
+		t.Errorf("the status page does not show %s active", westName)
+	}
+	cancel() // Ctrl-C
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("watch exited %d after Ctrl-C: %s", code, errb.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("watch did not exit within 10 s of Ctrl-C")
+	}
+	if !strings.Contains(out.String(), "switch "+eastName+" -> "+westName) {
+		t.Errorf("the live view did not show the switch:\n%s", out.String())
 	}
 }

@@ -41,12 +41,12 @@ func WithMeterProvider(p metric.MeterProvider) Option { return func(c *config) {
 //     subscriptions were not served, from interruption to restoration.
 //   - geofailover.events.dropped (counter, {event}): events a subscriber too
 //     far behind lost (see geofailover.MaxPendingEvents).
-//   - geofailover.endpoint.active (gauge, 1 or 0; endpoint): the endpoint
-//     taking traffic.
-//   - geofailover.endpoint.healthy (gauge, 1 or 0; endpoint): its health
-//     checks say healthy.
-//   - geofailover.endpoint.breaker.open (gauge, 1 or 0; endpoint).
-//   - geofailover.endpoint.weight (gauge, 1; endpoint).
+//   - geofailover.endpoint.active (gauge, 1 or 0, no unit; endpoint): the
+//     endpoint taking traffic.
+//   - geofailover.endpoint.healthy (gauge, 1 or 0, no unit; endpoint): its
+//     health checks say healthy.
+//   - geofailover.endpoint.breaker.open (gauge, 1 or 0, no unit; endpoint).
+//   - geofailover.endpoint.weight (gauge, no unit; endpoint).
 //   - geofailover.endpoint.calls.in_flight (gauge, {call}; endpoint).
 //   - geofailover.endpoint.calls (counter, {call}; endpoint, outcome =
 //     served, failed, caller_gave_up, retried_unsent, replayed): see
@@ -87,11 +87,11 @@ func InstrumentMetrics(c *geofailover.Client, opts ...Option) error {
 		metric.WithDescription("How long a PubSub's subscriptions were not served during a switch."))
 	errs = append(errs, err)
 
-	active := gauge("geofailover.endpoint.active", "1", "1 for the endpoint taking traffic, else 0.")
-	healthy := gauge("geofailover.endpoint.healthy", "1", "1 if the endpoint's health checks say healthy, else 0.")
-	breakerOpen := gauge("geofailover.endpoint.breaker.open", "1", "1 if the endpoint's circuit breaker is open, else 0.")
+	active := gauge("geofailover.endpoint.active", "", "1 for the endpoint taking traffic, else 0.")
+	healthy := gauge("geofailover.endpoint.healthy", "", "1 if the endpoint's health checks say healthy, else 0.")
+	breakerOpen := gauge("geofailover.endpoint.breaker.open", "", "1 if the endpoint's circuit breaker is open, else 0.")
 	inFlight := gauge("geofailover.endpoint.calls.in_flight", "{call}", "Non-blocking calls outstanding on the endpoint.")
-	weight, err := m.Float64ObservableGauge("geofailover.endpoint.weight", metric.WithUnit("1"), metric.WithDescription("The endpoint's weight."))
+	weight, err := m.Float64ObservableGauge("geofailover.endpoint.weight", metric.WithDescription("The endpoint's weight."))
 	errs = append(errs, err)
 	checkDuration, err := m.Float64ObservableGauge("geofailover.health_check.duration", metric.WithUnit("s"),
 		metric.WithDescription("How long the endpoint's last health check took."))
