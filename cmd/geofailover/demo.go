@@ -31,6 +31,7 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	quick := fs.Bool("quick", false, "a short run with tuned timings (a few seconds)")
 	inProcess := fs.Bool("in-process", false, "use in-process servers even if redis-server is on PATH")
 	reportPath := fs.String("report", "geofailover-report.html", "where to write the HTML report")
+	listen := fs.String("listen", "", "also serve the live status page (/) and /metrics on this address, e.g. 127.0.0.1:9121")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -63,6 +64,14 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer c.Close()
+	if *listen != "" {
+		stop, addr, err := serveStatus(c, *listen)
+		if err != nil {
+			return exitError{2, err}
+		}
+		defer stop()
+		fmt.Fprintf(stdout, "status page: http://%s/  metrics: http://%s/metrics\n", addr, addr)
+	}
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := c.WaitReady(rctx); err != nil {

@@ -80,9 +80,12 @@ func TestDemoQuick(t *testing.T) {
 			report := filepath.Join(t.TempDir(), "report.html")
 			args := []string{"demo", "--quick", "--report", report}
 			if mode == "in-process" {
-				args = append(args, "--in-process")
+				args = append(args, "--in-process", "--listen", "127.0.0.1:0")
 			}
 			code, out, errOut := runCLI(t, args...)
+			if mode == "in-process" && !strings.Contains(out, "status page: http://127.0.0.1:") {
+				t.Errorf("demo --listen printed no status page address:\n%s", out)
+			}
 			if code != 0 {
 				t.Fatalf("demo exited %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 			}

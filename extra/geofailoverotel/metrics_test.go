@@ -29,7 +29,7 @@ func collect(t *testing.T, reader *sdkmetric.ManualReader) map[string]map[string
 			if s != "" {
 				s += ","
 			}
-			s += string(kv.Key) + "=" + kv.Value.Emit()
+			s += string(kv.Key) + "=" + kv.Value.String()
 		}
 		return s
 	}
