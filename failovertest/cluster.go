@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -34,20 +33,7 @@ type Cluster struct {
 func StartCluster(t testing.TB, masters int, opts ...ServerOption) *Cluster {
 	t.Helper()
 	c, err := LaunchCluster(t.TempDir(), masters, opts...)
-	if errors.Is(err, ErrNoRedisServer) && os.Getenv("CI") != "true" {
-		t.Skip(err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		for _, s := range c.Masters {
-			if t.Failed() {
-				t.Logf("cluster node %s log:\n%s", s.Addr, s.Log(20))
-			}
-			s.Kill()
-		}
-	})
+	forTest(t, err, "cluster node", func() []*Server { return c.Masters })
 	return c
 }
 

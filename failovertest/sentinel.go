@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -37,20 +36,7 @@ type SentinelGroup struct {
 func StartSentinelGroup(t testing.TB, replicas int, opts ...ServerOption) *SentinelGroup {
 	t.Helper()
 	g, err := LaunchSentinelGroup(t.TempDir(), replicas, opts...)
-	if errors.Is(err, ErrNoRedisServer) && os.Getenv("CI") != "true" {
-		t.Skip(err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		for _, s := range g.Nodes() {
-			if t.Failed() {
-				t.Logf("sentinel group node %s log:\n%s", s.Addr, s.Log(20))
-			}
-			s.Kill()
-		}
-	})
+	forTest(t, err, "sentinel group node", func() []*Server { return g.Nodes() })
 	return g
 }
 

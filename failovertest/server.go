@@ -121,6 +121,17 @@ func Binary() (string, error) {
 func StartServer(t testing.TB, opts ...ServerOption) *Server {
 	t.Helper()
 	s, err := LaunchServer(t.TempDir(), opts...)
+	forTest(t, err, "redis-server", func() []*Server { return []*Server{s} })
+	return s
+}
+
+// forTest does for a Start function what it promises about the processes
+// that its Launch function started (nodes, after err is checked): without
+// redis-server the test is skipped, or fails when CI=true; any other error
+// fails it; the processes are killed when it ends, their logs printed if
+// it failed.
+func forTest(t testing.TB, err error, what string, nodes func() []*Server) {
+	t.Helper()
 	if errors.Is(err, ErrNoRedisServer) && os.Getenv("CI") != "true" {
 		t.Skip(err)
 	}
@@ -128,12 +139,13 @@ func StartServer(t testing.TB, opts ...ServerOption) *Server {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("redis-server %s log:\n%s", s.Addr, s.Log(40))
+		for _, s := range nodes() {
+			if t.Failed() {
+				t.Logf("%s %s log:\n%s", what, s.Addr, s.Log(40))
+			}
+			s.Kill()
 		}
-		s.Kill()
 	})
-	return s
 }
 
 // StartServers starts n servers for t, as StartServer does.
