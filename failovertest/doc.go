@@ -9,9 +9,20 @@
 //     same port; only processes this package started are signalled, by
 //     PID. No persistence unless WithPersistence. Without redis-server a
 //     test is skipped with an install hint, or fails when CI=true.
+//   - The servers can speak only TLS, with certificates from a test CA
+//     (NewCA, WithTLS; Server.TLS is the client's configuration), and
+//     require an ACL user (WithUser); Server.Options and Server.URL reach
+//     them. StartCluster forms a Redis Cluster of N masters, and
+//     StartSentinelGroup a primary with replicas and a Sentinel (Promote
+//     fails it over within the region), under the same rules.
 //   - Faults on the network (latency, black holes, resets) come from the
 //     fault proxy in github.com/geofailover/geofailover/faultproxy, a module
 //     of its own (it brings toxiproxy's dependencies).
+//   - WaitActive, WaitHealth and NextEvent wait for a client's state, at
+//     most WaitTimeout, and fail the test with its status when it runs out;
+//     Connect gives a plain client to check a server directly;
+//     VerifyTestMain runs a package's tests and checks that no goroutine
+//     is left behind.
 //   - Workload runs commands through a geofailover.Client from several
 //     goroutines and records a Timeline (per command: start, end, the
 //     endpoint that served it, error); Analyze computes the time to the
