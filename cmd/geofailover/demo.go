@@ -64,14 +64,11 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer c.Close()
-	if *listen != "" {
-		stop, addr, err := serveStatus(c, *listen)
-		if err != nil {
-			return exitError{2, err}
-		}
-		defer stop()
-		fmt.Fprintf(stdout, "status page: http://%s/  metrics: http://%s/metrics\n", addr, addr)
+	stop, err := serveStatus(c, *listen, stdout)
+	if err != nil {
+		return exitError{2, err}
 	}
+	defer stop()
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := c.WaitReady(rctx); err != nil {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -60,41 +59,39 @@ func watchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 	mon := newMonitor(c, stdout, "watch")
 	c.OnEvent(mon.event)
-	if *listen != "" {
-		stop, addr, err := serveStatus(c, *listen)
-		if err != nil {
-			return exitError{2, err}
-		}
-		defer stop()
-		fmt.Fprintf(stdout, "status page: http://%s/  metrics: http://%s/metrics\n", addr, addr)
+	stop, err := serveStatus(c, *listen, stdout)
+	if err != nil {
+		return exitError{2, err}
 	}
+	defer stop()
 	if *traffic {
 		run := failovertest.Workload{OnRecord: mon.record}.Start(c)
 		defer run.Stop()
 	}
 	mon.run(ctx)
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return nil // --for elapsed
-	}
-	return nil // Ctrl-C: the normal way to end a watch
+	return nil // --for elapsed, or Ctrl-C: the normal ways to end a watch
 }
 
-// serveStatus serves c's status page and its metrics on addr until stop.
-func serveStatus(c *geofailover.Client, addr string) (stop func(), bound string, err error) {
+// serveStatus serves c's status page and its metrics on addr ("" for
+// nothing) until stop, and says where on out.
+func serveStatus(c *geofailover.Client, addr string, out io.Writer) (stop func(), err error) {
+	if addr == "" {
+		return func() {}, nil
+	}
 	reg := prometheus.NewRegistry()
 	exporter, err := otelprom.New(otelprom.WithRegisterer(reg))
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exporter))
 	if err := geofailoverotel.InstrumentMetrics(c, geofailoverotel.WithMeterProvider(mp)); err != nil {
 		_ = mp.Shutdown(context.Background())
-		return nil, "", err
+		return nil, err
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		_ = mp.Shutdown(context.Background())
-		return nil, "", fmt.Errorf("--listen: %w", err)
+		return nil, fmt.Errorf("--listen: %w", err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
@@ -105,11 +102,13 @@ func serveStatus(c *geofailover.Client, addr string) (stop func(), bound string,
 		defer close(done)
 		_ = srv.Serve(ln)
 	}()
+	bound := ln.Addr().String()
+	fmt.Fprintf(out, "status page: http://%s/  metrics: http://%s/metrics\n", bound, bound)
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(ctx)
 		<-done
 		_ = mp.Shutdown(context.Background())
-	}, ln.Addr().String(), nil
+	}, nil
 }
