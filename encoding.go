@@ -83,22 +83,14 @@ func (s EndpointStatus) MarshalJSON() ([]byte, error) {
 	if s.LastCheckLatency > 0 {
 		latency = s.LastCheckLatency.String()
 	}
+	type fields EndpointStatus // its fields, without this method
 	return json.Marshal(struct {
-		Name                string
-		Weight              float64
-		Active              bool
-		Health              Health
-		Breaker             BreakerState
-		ConsecutivePasses   int
-		ConsecutiveFailures int
-		LastError           string     `json:",omitempty"`
-		LastCheckLatency    string     `json:",omitempty"`
-		LastCheck           *time.Time `json:",omitempty"`
-		GraceUntil          *time.Time `json:",omitempty"`
-		InFlight            int64
-		Calls               CallCounts
-	}{s.Name, s.Weight, s.Active, s.Health, s.Breaker, s.ConsecutivePasses, s.ConsecutiveFailures,
-		errText(s.LastError), latency, timeOrNil(s.LastCheck), timeOrNil(s.GraceUntil), s.InFlight, s.Calls})
+		fields
+		LastError        string     `json:",omitempty"`
+		LastCheckLatency string     `json:",omitempty"`
+		LastCheck        *time.Time `json:",omitempty"`
+		GraceUntil       *time.Time `json:",omitempty"`
+	}{fields(s), errText(s.LastError), latency, timeOrNil(s.LastCheck), timeOrNil(s.GraceUntil)})
 }
 
 // MarshalJSON encodes the event with names for its kind, reason and
