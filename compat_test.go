@@ -220,6 +220,33 @@ func TestPubSubReceiveAtClose(t *testing.T) {
 	}
 }
 
+// TestPubSubReceiveAtPubSubClose: a ReceiveMessage blocked when its own
+// PubSub closes gets an error satisfying errors.Is(err, net.ErrClosed), as
+// with go-redis, never a bare EOF from the bridge ending (go-redis's spec
+// "should return on Close"; the race was lost about once in 20 tries).
+func TestPubSubReceiveAtPubSubClose(t *testing.T) {
+	srv := failovertest.StartServer(t)
+	c := oneEndpoint(t, &redis.Options{Addr: srv.Addr}, nil)
+	ctx := ctxFor(t, testTimeout)
+	for i := range 200 {
+		ps := c.Subscribe(ctx, "ch")
+		got := make(chan error, 1)
+		go func() { _, err := ps.ReceiveMessage(ctx); got <- err }()
+		if i%2 == 0 {
+			time.Sleep(time.Millisecond) // sometimes blocked in Read, sometimes not yet
+		}
+		must(t, ps.Close())
+		select {
+		case err := <-got:
+			if !errors.Is(err, net.ErrClosed) && !errors.Is(err, redis.ErrClosed) {
+				t.Fatalf("try %d: ReceiveMessage at PubSub.Close: %v, want net.ErrClosed or redis.ErrClosed", i, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("try %d: ReceiveMessage still blocked 5 s after PubSub.Close", i)
+		}
+	}
+}
+
 // TestPoolStatsCountBlocking: PoolStats covers the connection a blocking
 // command used, as a plain client's stats do.
 func TestPoolStatsCountBlocking(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/geofailover/geofailover/internal/resp"
@@ -25,6 +26,7 @@ import (
 type frontConn struct {
 	net.Conn // the front's end of the pipe
 	b        *bridge
+	closed   atomic.Bool // Close was called
 
 	mu       sync.Mutex // serializes Write; guards buf and deadline
 	buf      []byte     // a partial command
@@ -33,8 +35,10 @@ type frontConn struct {
 
 func (f *frontConn) Read(p []byte) (int, error) {
 	n, err := f.Conn.Read(p)
-	if errors.Is(err, io.EOF) && f.b.c.ctx.Err() != nil {
-		err = io.ErrClosedPipe // the Client was closed, not the server
+	if errors.Is(err, io.EOF) && (f.closed.Load() || f.b.c.ctx.Err() != nil) {
+		// This connection or the Client was closed, not the server: the
+		// bridge's end may close before ours does.
+		err = io.ErrClosedPipe
 	}
 	return n, pipeErr("read", err)
 }
@@ -111,6 +115,7 @@ func (f *frontConn) SetWriteDeadline(t time.Time) error {
 
 // Close ends the bridge too.
 func (f *frontConn) Close() error {
+	f.closed.Store(true)
 	f.b.stop()
 	return f.Conn.Close()
 }

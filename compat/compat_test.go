@@ -122,7 +122,7 @@ func TestGoRedisSpecs(t *testing.T) {
 			case !ok:
 				only = append(only, name+": not run through plain go-redis")
 			case s.failed() && !c.failed():
-				only = append(only, fmt.Sprintf("%s (%s)\n        %s", name, s.Location, firstLine(s.Failure)))
+				only = append(only, fmt.Sprintf("%s (%s)\n        %s", name, s.Location, s.failureText()))
 			case s.State == "skipped" && c.State != "skipped":
 				skips = append(skips, fmt.Sprintf("%s: %s", name, firstLine(s.Failure)))
 			}
@@ -143,6 +143,25 @@ type spec struct {
 	State    string
 	Location string
 	Failure  string
+	At       string // where it failed, file:line
+	Panic    string // what panicked, if it did
+}
+
+// failureText is what a failing spec's report says: the first lines of its
+// message, where it failed, and the panic's value and stack, if any.
+func (s spec) failureText() string {
+	lines := strings.Split(strings.TrimSpace(s.Failure), "\n")
+	if len(lines) > 8 {
+		lines = append(lines[:8], "...")
+	}
+	out := strings.Join(lines, "\n        ")
+	if s.At != "" {
+		out += "\n        at " + s.At
+	}
+	if s.Panic != "" {
+		out += "\n        panic: " + s.Panic
+	}
+	return out
 }
 
 func (s spec) failed() bool {
@@ -165,7 +184,13 @@ func readReport(path string) (map[string]spec, error) {
 			}
 			State   string
 			Failure struct {
-				Message string
+				Message  string
+				Location struct {
+					FileName       string
+					LineNumber     int
+					FullStackTrace string
+				}
+				ForwardedPanic string
 			}
 		}
 	}
@@ -183,7 +208,14 @@ func readReport(path string) (map[string]spec, error) {
 			if _, dup := out[name]; dup {
 				name += " @" + loc
 			}
-			out[name] = spec{State: s.State, Location: loc, Failure: s.Failure.Message}
+			sp := spec{State: s.State, Location: loc, Failure: s.Failure.Message, Panic: s.Failure.ForwardedPanic}
+			if f := s.Failure.Location; f.FileName != "" {
+				sp.At = fmt.Sprintf("%s:%d", filepath.Base(f.FileName), f.LineNumber)
+				if sp.Panic != "" {
+					sp.Panic += "\n" + tail(f.FullStackTrace, 30)
+				}
+			}
+			out[name] = sp
 		}
 	}
 	return out, nil
