@@ -36,7 +36,7 @@ func (k EventKind) MarshalText() ([]byte, error) { return []byte(k.String()), ni
 // UnmarshalText decodes a name MarshalText gives.
 func (k *EventKind) UnmarshalText(b []byte) error {
 	return unmarshalEnum(b, k, "event kind", EventInitialSelection, EventSwitch, EventHealthChanged,
-		EventBreakerOpened, EventBreakerClosed, EventAllDown, EventRecovered, EventPubSubInterrupted, EventPubSubRestored, EventsDropped)
+		EventBreakerOpened, EventBreakerClosed, EventAllDown, EventRecovered, EventPubSubInterrupted, EventPubSubRestored, EventsDropped, EventHeldBack)
 }
 
 // MarshalText encodes the reason as its name ("breaker").
@@ -75,7 +75,7 @@ func timeOrNil(t time.Time) *time.Time {
 }
 
 // MarshalJSON encodes the status with names for health and breaker state,
-// the last error as its text, the check latency as a duration string
+// the last error and the reason it is held back as their texts, the check latency as a duration string
 // ("1.2ms"), and without the fields that are zero (no error, no check yet,
 // no grace period).
 func (s EndpointStatus) MarshalJSON() ([]byte, error) {
@@ -87,10 +87,11 @@ func (s EndpointStatus) MarshalJSON() ([]byte, error) {
 	return json.Marshal(struct {
 		fields
 		LastError        string     `json:",omitempty"`
+		HeldBack         string     `json:",omitempty"`
 		LastCheckLatency string     `json:",omitempty"`
 		LastCheck        *time.Time `json:",omitempty"`
 		GraceUntil       *time.Time `json:",omitempty"`
-	}{fields(s), errText(s.LastError), latency, timeOrNil(s.LastCheck), timeOrNil(s.GraceUntil)})
+	}{fields(s), errText(s.LastError), errText(s.HeldBack), latency, timeOrNil(s.LastCheck), timeOrNil(s.GraceUntil)})
 }
 
 // MarshalJSON encodes the event with names for its kind, reason and

@@ -43,7 +43,7 @@ func TestEnumsAsNames(t *testing.T) {
 		all = append(all, h)
 	}
 	all = append(all, geofailover.BreakerClosed, geofailover.BreakerOpen)
-	for k := geofailover.EventInitialSelection; k <= geofailover.EventsDropped; k++ {
+	for k := geofailover.EventInitialSelection; k <= geofailover.EventHeldBack; k++ {
 		all = append(all, k)
 	}
 	for r := geofailover.ReasonNone; r <= geofailover.ReasonRemoved; r++ {

@@ -47,8 +47,11 @@ type endpoint struct {
 	healthySince time.Time
 	firstFailAt  time.Time // first failed check of the current run
 	lastErr      error
-	lastLatency  time.Duration
-	lastCheck    time.Time
+	// heldBack is why the latest health check held the endpoint back (a
+	// *HoldBackError's reason), or nil.
+	heldBack    error
+	lastLatency time.Duration
+	lastCheck   time.Time
 	// cold: the endpoint's traffic client is new and has not been warmed
 	// up; warming: its warm-up is under way. Failback to it waits for both
 	// to clear (see supervisor.warm).

@@ -103,6 +103,35 @@ func (e *EndpointChangedError) Is(target error) bool {
 	return target == ErrEndpointChanged || (e.tx && target == redis.TxFailedErr)
 }
 
+// HoldBackError is a health check's verdict that an endpoint answers but
+// should not be given traffic now (for example, its replication lags, or a
+// management API does not confirm it is available). A check returns one,
+// made by HoldBack, instead of failing. For the choice of endpoint it is a
+// passed check with a proviso (README: "Held-back endpoints"):
+//
+//   - traffic is not moved to a held-back endpoint, by failover or
+//     failback, while an endpoint that is not held back can take it;
+//   - the active endpoint is never left because it is held back;
+//   - when every candidate is held back, the best of them is chosen all the
+//     same: holding back never leaves the client without an endpoint.
+type HoldBackError struct {
+	Err error // why; never nil
+}
+
+// HoldBack returns a *HoldBackError for err, the reason an endpoint is held
+// back, for a health check to return; it returns nil for nil.
+func HoldBack(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &HoldBackError{Err: err}
+}
+
+func (e *HoldBackError) Error() string { return "geofailover: endpoint held back: " + e.Err.Error() }
+
+// Unwrap returns the reason.
+func (e *HoldBackError) Unwrap() error { return e.Err }
+
 // errInterrupted is what a blocking command gets when traffic left its
 // endpoint before it was sent: unsent (see isUnsent), so it is retried on
 // the new endpoint.

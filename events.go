@@ -36,6 +36,9 @@ const (
 	// Dropped in all, were discarded. It is delivered in their place,
 	// before the events that were kept.
 	EventsDropped
+	// EventHeldBack: Endpoint's health checks began (Err: why) or ceased
+	// (Err nil) to hold it back (see HoldBackError).
+	EventHeldBack
 )
 
 // MaxPendingEvents is the most events that wait for delivery to
@@ -67,6 +70,8 @@ func (k EventKind) String() string {
 		return "pubsub-restored"
 	case EventsDropped:
 		return "events-dropped"
+	case EventHeldBack:
+		return "held-back"
 	}
 	return "unknown"
 }

@@ -189,6 +189,14 @@ func (s *supervisor) onCheck(r checkResult) {
 	}
 	e.lastCheck, e.lastLatency = r.at, r.latency
 	prev := e.health
+	var held error
+	if hb := (*HoldBackError)(nil); errors.As(r.err, &hb) {
+		r.err, held = nil, hb.Err // it answered: a pass, with a proviso
+	}
+	if (held == nil) != (e.heldBack == nil) {
+		s.emit(Event{Kind: EventHeldBack, At: r.at, Endpoint: e.name, Err: held})
+	}
+	e.heldBack = held
 	if r.err == nil {
 		if prev == Unhealthy && e.passes == 0 {
 			s.refresh(e, r.at)

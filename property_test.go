@@ -35,7 +35,12 @@ var propertySeeds = flag.Int("property.seeds", 300, "random option sets and faul
 //     never failed has passed a check, nor while any endpoint's last check
 //     passed;
 //  4. the command path's early steer never outlives a step: after a step,
-//     the active endpoint is not one commands are being steered away from.
+//     the active endpoint is not one commands are being steered away from;
+//  5. holding back (checks that return a HoldBackError, as a lagging
+//     endpoint's do) only steers: traffic moves to a held-back endpoint only
+//     when no eligible endpoint is free of it, and never leaves an active
+//     endpoint that can still serve for a held-back one, nor because the
+//     active one is held back.
 //
 // A failing seed is printed; rerun it with GEOFAILOVER_SEED=n.
 func TestSupervisorInvariants(t *testing.T) {
@@ -74,6 +79,7 @@ type simEndpoint struct {
 	e       *endpoint
 	state   simState
 	everBad bool // has been down or frozen at some point
+	lagging bool // its checks pass but hold it back
 	// verified: a check that started after the endpoint's last failure
 	// passed (the model's own bookkeeping, independent of the supervisor's).
 	verified bool
@@ -176,6 +182,10 @@ func runInvariants(t *testing.T, seed uint64) {
 				}
 				trail = append(trail, fmt.Sprintf("%v %s: %v -> %v", now.Sub(start), m.e.name, was, m.state))
 			}
+			if rng.IntN(100) < 4 {
+				m.lagging = !m.lagging
+				trail = append(trail, fmt.Sprintf("%v %s: lagging %v", now.Sub(start), m.e.name, m.lagging))
+			}
 		}
 
 		// Health checks, one at a time per endpoint, as runChecker does.
@@ -185,10 +195,12 @@ func runInvariants(t *testing.T, seed uint64) {
 				var err error
 				if m.state != simUp {
 					err = io.EOF
+				} else if m.lagging {
+					err = HoldBack(errLagging)
 				}
 				stale := m.checkEpoch != m.e.epoch.Load()
 				s.onCheck(checkResult{ep: m.e, epoch: m.checkEpoch, err: err, latency: now.Sub(m.checkStart), at: now})
-				if err != nil {
+				if m.state != simUp {
 					m.verified = false
 				} else if !stale {
 					m.verified = true
@@ -306,6 +318,19 @@ func runInvariants(t *testing.T, seed uint64) {
 		if a := r.active; a != nil && a != prev && !(pinnedForced && s.pinned == a) && !simOf(a).verified {
 			fail("traffic moved %s -> %s, which has passed no check since its last failure", nameOf(prev), a.name)
 		}
+		// 5. Holding back only steers.
+		if a := r.active; a != nil && a != prev && s.pinned != a {
+			if a.heldBack != nil {
+				for _, m := range sims {
+					if m.e != a && m.e.eligible(now) && m.e.heldBack == nil {
+						fail("traffic moved %s -> %s, which is held back, while %s was eligible and not", nameOf(prev), a.name, m.e.name)
+					}
+				}
+			}
+			if prev != nil && prev.usable(now) && (a.heldBack != nil || a.weight <= prev.weight) {
+				fail("traffic left %s, which could still serve (held back: %v), for %s (held back: %v)", prev.name, prev.heldBack, a.name, a.heldBack)
+			}
+		}
 		// 3. Never without an active endpoint while one could serve.
 		if r.active == nil && s.started {
 			for _, m := range sims {
@@ -327,6 +352,8 @@ func runInvariants(t *testing.T, seed uint64) {
 		}
 	}
 }
+
+var errLagging = errors.New("replication lag over tolerance")
 
 func optionSummary(cfg *config) string {
 	var eps []string

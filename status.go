@@ -58,6 +58,10 @@ type EndpointStatus struct {
 	// LastError is the last error of a health check or a command (nil if the
 	// last check passed and no command failed since).
 	LastError error
+	// HeldBack is why the last health check held the endpoint back (see
+	// HoldBackError), or nil: traffic is not moved to it while another
+	// endpoint can take it.
+	HeldBack error
 	// LastCheckLatency is how long the last health check took.
 	LastCheckLatency time.Duration
 	// LastCheck is when the last health check finished (zero before the first).

@@ -129,7 +129,7 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 <tr><th>endpoint</th><th>weight</th><th>health</th><th>breaker</th><th>last check</th><th class="num">served</th><th class="num">failed</th><th class="num">sent on</th><th class="num">in flight</th><th>last error</th></tr>
 {{range .Endpoints}}<tr class="{{if .Active}}active{{end}}" data-endpoint="{{.Name}}">
 <td>{{if .Active}}▶ {{end}}{{.Name}}</td><td class="num">{{.Weight}}</td>
-<td class="{{if eq .Health.String "healthy"}}ok{{else if eq .Health.String "unhealthy"}}bad{{else}}unk{{end}}">{{.Health}}</td>
+<td class="{{if eq .Health.String "healthy"}}ok{{else if eq .Health.String "unhealthy"}}bad{{else}}unk{{end}}">{{.Health}}{{if .HeldBack}} <span class="unk" title="{{errtext .HeldBack}}">(held back)</span>{{end}}</td>
 <td class="{{if eq .Breaker.String "open"}}bad{{else}}ok{{end}}">{{.Breaker}}</td>
 <td>{{ms .LastCheckLatency}}</td>
 <td class="num">{{.Calls.Served}}</td><td class="num">{{.Calls.Failed}}</td><td class="num">{{.Calls.RetriedUnsent}} + {{.Calls.Replayed}}</td><td class="num">{{.InFlight}}</td>

@@ -222,12 +222,13 @@ func (s *supervisor) grace(level int) time.Duration {
 // should be active now. Postcondition: it returns
 //   - the pinned endpoint (SwitchTo) while it is usable, or always if forced;
 //   - else the active endpoint while it is usable, unless an endpoint of
-//     higher weight is eligible and has been healthy, with every check
-//     passing, for FailbackDelay, and its traffic client is warm: then the
-//     highest-weight such endpoint (failback), even if a better one is not
-//     yet stable;
-//   - else the highest-weight eligible endpoint (failover), except that at
-//     startup it waits for higher-weight endpoints' first check;
+//     higher weight is eligible, not held back, and has been healthy, with
+//     every check passing, for FailbackDelay, and its traffic client is
+//     warm: then the highest-weight such endpoint (failback), even if a
+//     better one is not yet stable;
+//   - else the highest-weight eligible endpoint (failover), one not held
+//     back if there is one (see candidate), except that at startup it waits
+//     for higher-weight endpoints' first check;
 //   - else, since anything beats nothing, the active endpoint if its last
 //     check passed, or the highest-weight endpoint whose last check passed;
 //   - else nil: all endpoints are down.
@@ -241,7 +242,7 @@ func (s *supervisor) choose(now time.Time) *endpoint {
 	if p := s.pinned; p != nil && !p.removed && (s.pinForced || p.usable(now)) {
 		return p
 	}
-	best := s.best(func(e *endpoint) bool { return e.eligible(now) })
+	best := s.candidate(now, nil)
 	a := s.active
 	if a != nil && a.usable(now) {
 		if s.cfg.DisableFailback {
@@ -250,7 +251,7 @@ func (s *supervisor) choose(now time.Time) *endpoint {
 		// Failback: the best of the endpoints preferred to a that have been
 		// stable for FailbackDelay, even if a better one is not yet.
 		if up := s.best(func(e *endpoint) bool {
-			return e.weight > a.weight && e.eligible(now) && !e.cold && now.Sub(e.stableSince()) >= s.cfg.FailbackDelay
+			return e.weight > a.weight && e.eligible(now) && e.heldBack == nil && !e.cold && now.Sub(e.stableSince()) >= s.cfg.FailbackDelay
 		}); up != nil {
 			return up
 		}
@@ -270,6 +271,16 @@ func (s *supervisor) choose(now time.Time) *endpoint {
 		}
 	}
 	return best
+}
+
+// candidate returns the endpoint traffic would move to, other than not: the
+// best eligible one that is not held back, or else the best eligible one
+// (holding back never leaves the client without an endpoint).
+func (s *supervisor) candidate(now time.Time, not *endpoint) *endpoint {
+	if c := s.best(func(e *endpoint) bool { return e != not && e.eligible(now) && e.heldBack == nil }); c != nil {
+		return c
+	}
+	return s.best(func(e *endpoint) bool { return e != not && e.eligible(now) })
 }
 
 // best returns the highest-weight endpoint that ok accepts, first in
@@ -312,7 +323,7 @@ func (s *supervisor) decide(now time.Time) {
 			s.warm(e)
 		}
 	}
-	fallback := s.best(func(e *endpoint) bool { return e != target && e.eligible(now) })
+	fallback := s.candidate(now, target)
 	if fallback == nil {
 		fallback = s.best(func(e *endpoint) bool { return e != target && !e.removed && e.lastPassed })
 	}
@@ -441,7 +452,7 @@ func (s *supervisor) status() []EndpointStatus {
 			Name: e.name, Weight: e.weight, Active: e == s.active,
 			Health: e.health, Breaker: e.breaker,
 			ConsecutivePasses: e.passes, ConsecutiveFailures: e.fails,
-			LastError: e.lastErr, LastCheckLatency: e.lastLatency, LastCheck: e.lastCheck,
+			LastError: e.lastErr, HeldBack: e.heldBack, LastCheckLatency: e.lastLatency, LastCheck: e.lastCheck,
 			GraceUntil: e.graceUntil, InFlight: e.live.inflight(), Calls: e.live.calls(),
 		})
 	}
