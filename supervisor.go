@@ -228,7 +228,8 @@ func (s *supervisor) grace(level int) time.Duration {
 //     better one is not yet stable;
 //   - else the highest-weight eligible endpoint (failover), one not held
 //     back if there is one (see candidate), except that at startup it waits
-//     for higher-weight endpoints' first check;
+//     for higher-weight endpoints' first check (for every endpoint's, if the
+//     best is held back);
 //   - else, since anything beats nothing, the active endpoint if its last
 //     check passed, or the highest-weight endpoint whose last check passed;
 //   - else nil: all endpoints are down.
@@ -265,8 +266,10 @@ func (s *supervisor) choose(now time.Time) *endpoint {
 	}
 	if best != nil && !s.started {
 		for _, e := range s.eps {
-			if e.health == HealthUnknown && e.weight > best.weight {
-				return nil // a preferred endpoint has not answered its first check yet
+			if e.health == HealthUnknown && (e.weight > best.weight || best.heldBack != nil) {
+				// A preferred endpoint has not answered its first check yet,
+				// or one that is not held back may yet answer.
+				return nil
 			}
 		}
 	}
