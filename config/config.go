@@ -8,7 +8,7 @@
 //	  - name: us-east
 //	    weight: 0.5
 //	    url: rediss://us.example:6380/0
-//	health_check: echo          # ping (default) or echo
+//	health_check: echo          # ping (default), echo, or lag (with lag_check)
 //	health_check_interval: 1s
 //	grace_period: 10s
 //
@@ -16,7 +16,10 @@
 // as "500ms", "10s"); an endpoint is a url, a cluster (addrs, username,
 // password) or a sentinel (master_name, sentinel_addrs, username, password,
 // db), with an optional tls section (ca_file, cert_file, key_file,
-// server_name, insecure_skip_verify_unsafe). ${NAME} in any value is replaced by the environment variable NAME;
+// server_name, insecure_skip_verify_unsafe) and, for health_check: lag,
+// the rest_api of its cluster. health_check: lag (package lagcheck) takes
+// a lag_check section: username, password, lag_tolerance, local, strict,
+// redis_check and tls. ${NAME} in any value is replaced by the environment variable NAME;
 // values are never printed. Errors give the file, the line and the field.
 package config
 
@@ -37,17 +40,19 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/geofailover/geofailover"
+	"github.com/geofailover/geofailover/lagcheck"
 )
 
 // File is the YAML document.
 type File struct {
 	Endpoints []EndpointFile `yaml:"endpoints"`
 
-	HealthCheck         string   `yaml:"health_check"`
-	HealthCheckInterval Duration `yaml:"health_check_interval"`
-	HealthCheckTimeout  Duration `yaml:"health_check_timeout"`
-	UnhealthyAfter      int      `yaml:"unhealthy_after"`
-	HealthyAfter        int      `yaml:"healthy_after"`
+	HealthCheck         string        `yaml:"health_check"`
+	LagCheck            *LagCheckFile `yaml:"lag_check"`
+	HealthCheckInterval Duration      `yaml:"health_check_interval"`
+	HealthCheckTimeout  Duration      `yaml:"health_check_timeout"`
+	UnhealthyAfter      int           `yaml:"unhealthy_after"`
+	HealthyAfter        int           `yaml:"healthy_after"`
 
 	BreakerWindow              Duration `yaml:"breaker_window"`
 	BreakerBucket              Duration `yaml:"breaker_bucket"`
@@ -81,6 +86,25 @@ type EndpointFile struct {
 	// TLS configures the endpoint's TLS: for a url (which must then be
 	// rediss://), a cluster or a sentinel endpoint.
 	TLS *TLSFile `yaml:"tls"`
+	// RESTAPI is the base URL of the REST API of the Redis Software
+	// cluster serving the endpoint, for health_check: lag (default
+	// https://<the endpoint's host>:9443). Not for sentinel endpoints.
+	RESTAPI string `yaml:"rest_api"`
+}
+
+// LagCheckFile configures health_check: lag (package lagcheck): the REST
+// API's credentials and TLS, the lag tolerance (none: availability only),
+// local (ask the node's endpoint availability), strict (the API's
+// "unavailable" fails the check instead of holding the endpoint back) and
+// redis_check (ping, the default; echo; or none).
+type LagCheckFile struct {
+	Username     string   `yaml:"username"`
+	Password     string   `yaml:"password"`
+	LagTolerance Duration `yaml:"lag_tolerance"`
+	Local        bool     `yaml:"local"`
+	Strict       bool     `yaml:"strict"`
+	RedisCheck   string   `yaml:"redis_check"`
+	TLS          *TLSFile `yaml:"tls"`
 }
 
 // TLSFile is an endpoint's TLS configuration. Without ca_file the system's
@@ -280,13 +304,16 @@ func (f *File) options() (*geofailover.Options, error) {
 		WaitWhenAllDown:            f.WaitWhenAllDown,
 		ReplayWrites:               f.ReplayWrites,
 	}
-	switch strings.ToLower(f.HealthCheck) {
-	case "", "ping":
-	case "echo":
-		o.HealthCheck = geofailover.EchoCheck
-	default:
-		return nil, &fieldError{path: "health_check", msg: fmt.Sprintf("health_check must be ping or echo, not %q", f.HealthCheck)}
+	lag := strings.ToLower(f.HealthCheck) == "lag"
+	if check, ok := redisChecks[strings.ToLower(f.HealthCheck)]; ok {
+		o.HealthCheck = check
+	} else if !lag {
+		return nil, &fieldError{path: "health_check", msg: fmt.Sprintf("health_check must be ping, echo or lag, not %q", f.HealthCheck)}
 	}
+	if lag != (f.LagCheck != nil) {
+		return nil, &fieldError{path: "lag_check", msg: "health_check: lag and a lag_check section go together"}
+	}
+	apis := map[string]string{}
 	for i, e := range f.Endpoints {
 		ep := geofailover.Endpoint{Name: e.Name, Weight: e.Weight, URL: e.URL}
 		var tc *tls.Config
@@ -309,9 +336,75 @@ func (f *File) options() (*geofailover.Options, error) {
 		if e.URL == "" && e.Cluster == nil && e.Sentinel == nil {
 			return nil, &fieldError{path: fmt.Sprintf("endpoints[%d]", i), msg: fmt.Sprintf("endpoints[%d] (%q) needs one of url, cluster, sentinel", i, e.Name)}
 		}
+		if e.RESTAPI != "" {
+			path := fmt.Sprintf("endpoints[%d].rest_api", i)
+			addr, err := redisAddr(ep)
+			if err != nil || !lag {
+				if err == nil {
+					err = errors.New("needs health_check: lag")
+				}
+				return nil, &fieldError{path: path, msg: fmt.Sprintf("%s: %v", path, err)}
+			}
+			apis[addr] = e.RESTAPI
+		}
 		o.Endpoints = append(o.Endpoints, ep)
 	}
+	if lag {
+		check, err := f.LagCheck.check(apis)
+		if err != nil {
+			return nil, err
+		}
+		o.HealthCheck = check.Func()
+	}
 	return o, nil
+}
+
+// redisChecks are the health checks by name.
+var redisChecks = map[string]geofailover.HealthCheckFunc{
+	"": geofailover.PingCheck, "ping": geofailover.PingCheck, "echo": geofailover.EchoCheck,
+}
+
+// check builds the lag check.
+func (l *LagCheckFile) check(apis map[string]string) (*lagcheck.Check, error) {
+	o := lagcheck.Options{APIs: apis, Username: l.Username, Password: l.Password,
+		LagTolerance: time.Duration(l.LagTolerance), Local: l.Local, Strict: l.Strict}
+	switch name := strings.ToLower(l.RedisCheck); name {
+	case "none":
+		o.Redis = lagcheck.NoRedisCheck
+	default:
+		check, ok := redisChecks[name]
+		if !ok {
+			return nil, &fieldError{path: "lag_check.redis_check", msg: fmt.Sprintf("lag_check.redis_check must be ping, echo or none, not %q", l.RedisCheck)}
+		}
+		o.Redis = check
+	}
+	if l.TLS != nil {
+		tc, err := l.TLS.config("lag_check.tls")
+		if err != nil {
+			return nil, err
+		}
+		o.TLSConfig = tc
+	}
+	c, err := lagcheck.New(o)
+	if err != nil {
+		return nil, &fieldError{path: "lag_check", msg: strings.Replace(err.Error(), "lagcheck: ", "lag_check: ", 1)}
+	}
+	return c, nil
+}
+
+// redisAddr is the address the lag check knows an endpoint by.
+func redisAddr(ep geofailover.Endpoint) (string, error) {
+	switch {
+	case ep.URL != "":
+		o, err := redis.ParseURL(ep.URL)
+		if err != nil {
+			return "", errors.New("the endpoint's url does not parse")
+		}
+		return o.Addr, nil
+	case ep.ClusterOptions != nil && len(ep.ClusterOptions.Addrs) > 0:
+		return ep.ClusterOptions.Addrs[0], nil
+	}
+	return "", errors.New("the lag check needs a url or cluster endpoint")
 }
 
 type fieldError struct{ path, msg string }

@@ -60,3 +60,50 @@ health_check_interval: 100ms
 		t.Fatalf("SET over TLS as app: %v", err)
 	}
 }
+
+// TestLagCheckFromFile: health_check: lag with a lag_check section and an
+// endpoint's rest_api reach the cluster's API (a fake, trusted through its
+// CA file, with the password from the environment): the lagging preferred
+// endpoint is held back and traffic goes to the standby.
+func TestLagCheckFromFile(t *testing.T) {
+	east, west := failovertest.StartServer(t), failovertest.StartServer(t)
+	api := failovertest.StartRESTAPI(t, "monitor", "api-pw-1357")
+	api.AddDatabase(1, east.Addr)
+	api.AddDatabase(2, west.Addr)
+	api.SetLag(1, 2*time.Second)
+	dir := t.TempDir()
+	t.Setenv("RE_PASSWORD", "api-pw-1357")
+	yaml := fmt.Sprintf(`endpoints:
+  - {name: east, weight: 1, url: "redis://%s", rest_api: "%s"}
+  - {name: west, weight: 0.5, url: "redis://%s", rest_api: "%s"}
+health_check: lag
+health_check_interval: 100ms
+lag_check:
+  username: monitor
+  password: ${RE_PASSWORD}
+  lag_tolerance: 500ms
+  tls: {ca_file: %s}
+`, east.Addr, api.URL, west.Addr, api.URL, api.CAFile(t, dir))
+	opts, err := config.Parse("lag.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := geofailover.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	failovertest.WaitActive(t, c, "west")
+	for _, st := range c.Status() {
+		if st.Name == "east" && st.HeldBack == nil {
+			t.Fatalf("east %+v, want held back for its lag", st)
+		}
+	}
+	found := false
+	for _, r := range api.Requests() {
+		found = found || r == "GET /v1/bdbs/1/availability?extend_check=lag&availability_lag_tolerance_ms=500"
+	}
+	if !found {
+		t.Fatalf("no availability request with the file's tolerance among %q", api.Requests())
+	}
+}

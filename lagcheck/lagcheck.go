@@ -90,8 +90,9 @@ type Options struct {
 // asked.
 func NoRedisCheck(context.Context, redis.UniversalClient) error { return nil }
 
-// Check is the health check. Its Func is a geofailover.HealthCheckFunc;
-// Close releases its idle connections to the APIs.
+// Check is the health check. Its Func is a geofailover.HealthCheckFunc.
+// It keeps a connection to each API alive between checks; Close (or 30 s
+// without a check) closes it.
 type Check struct {
 	o      Options
 	client *http.Client
@@ -127,6 +128,7 @@ func New(o Options) (*Check, error) {
 		tr.TLSClientConfig = o.TLSConfig.Clone()
 	}
 	tr.MaxIdleConnsPerHost = 2
+	tr.IdleConnTimeout = 30 * time.Second // checks come every second or so; after the client closes, connections go
 	c := &Check{o: o, client: &http.Client{Transport: tr, CheckRedirect: noRedirect}, uids: map[string]int{}}
 	if o.LagTolerance > 0 {
 		c.query = "?extend_check=lag&availability_lag_tolerance_ms=" + strconv.FormatInt(o.LagTolerance.Milliseconds(), 10)
