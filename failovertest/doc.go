@@ -15,6 +15,9 @@
 //     them. StartCluster forms a Redis Cluster of N masters, and
 //     StartSentinelGroup a primary with replicas and a Sentinel (Promote
 //     fails it over within the region), under the same rules.
+//   - StartRESTAPI fakes a Redis Software cluster's REST API (database
+//     list, availability, replication lag; delay, hang, errors, 403) for
+//     lag-aware health checks (package lagcheck).
 //   - Faults on the network (latency, black holes, resets) come from the
 //     fault proxy in github.com/geofailover/geofailover/faultproxy, a module
 //     of its own (it brings toxiproxy's dependencies).
