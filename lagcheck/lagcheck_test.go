@@ -60,12 +60,12 @@ func (f *fixture) check(t *testing.T, tune func(*lagcheck.Options)) *lagcheck.Ch
 }
 
 // run runs the check once with the given timeout, as the checker would.
-func (f *fixture) run(c *lagcheck.Check, timeout time.Duration) (error, time.Duration) {
+func (f *fixture) run(c *lagcheck.Check, timeout time.Duration) (time.Duration, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	start := time.Now()
 	err := c.Func()(ctx, f.probe)
-	return err, time.Since(start)
+	return time.Since(start), err
 }
 
 func heldBack(err error) bool {
@@ -114,7 +114,7 @@ func TestVerdicts(t *testing.T) {
 		if s.setup != nil {
 			s.setup()
 		}
-		err, _ := f.run(s.check, 2*time.Second)
+		_, err := f.run(s.check, 2*time.Second)
 		switch {
 		case s.want == pass && err != nil:
 			t.Errorf("%s: %v, want a pass", s.name, err)
@@ -149,7 +149,7 @@ func TestDatabaseMoves(t *testing.T) {
 	f := newFixture(t)
 	c := f.check(t, nil)
 	for range 3 {
-		if err, _ := f.run(c, 2*time.Second); err != nil {
+		if _, err := f.run(c, 2*time.Second); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -166,7 +166,7 @@ func TestDatabaseMoves(t *testing.T) {
 		t.Fatalf("3 checks listed the databases %d times, want once (the uid is cached)", n)
 	}
 	f.api.MoveDatabase(7, 12)
-	if err, _ := f.run(c, 2*time.Second); err != nil {
+	if _, err := f.run(c, 2*time.Second); err != nil {
 		t.Fatalf("the check after the database moved to uid 12: %v, want a pass (found again at once)", err)
 	}
 	if n := lists(); n != 2 {
@@ -189,7 +189,7 @@ func TestSlowAndHungAPI(t *testing.T) {
 		} else {
 			f.api.Hang(true)
 		}
-		err, took := f.run(c, 300*time.Millisecond)
+		took, err := f.run(c, 300*time.Millisecond)
 		if !heldBack(err) || !errors.Is(err, context.DeadlineExceeded) {
 			t.Errorf("%s API: %v, want a HoldBackError for the deadline", mode, err)
 		}
@@ -198,7 +198,7 @@ func TestSlowAndHungAPI(t *testing.T) {
 		}
 		f.api.SetDelay(0)
 		f.api.Hang(false)
-		if err, _ := f.run(c, 2*time.Second); err != nil {
+		if _, err := f.run(c, 2*time.Second); err != nil {
 			t.Errorf("after the %s API recovered: %v", mode, err)
 		}
 	}
@@ -212,13 +212,13 @@ func TestRedisCheckFirst(t *testing.T) {
 	apiOnly := f.check(t, func(o *lagcheck.Options) { o.Redis = lagcheck.NoRedisCheck })
 	f.srv.Kill()
 	before := len(f.api.Requests())
-	if err, _ := f.run(c, time.Second); err == nil || heldBack(err) {
+	if _, err := f.run(c, time.Second); err == nil || heldBack(err) {
 		t.Fatalf("a dead server: %v, want a failure", err)
 	}
 	if n := len(f.api.Requests()); n != before {
 		t.Fatalf("the API was asked although PING failed")
 	}
-	if err, _ := f.run(apiOnly, time.Second); err != nil {
+	if _, err := f.run(apiOnly, time.Second); err != nil {
 		t.Fatalf("NoRedisCheck with the API confirming: %v", err)
 	}
 }
@@ -243,7 +243,7 @@ func TestNewRejects(t *testing.T) {
 func TestUntrustedCertificate(t *testing.T) {
 	f := newFixture(t)
 	c := f.check(t, func(o *lagcheck.Options) { o.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12} })
-	if err, _ := f.run(c, 2*time.Second); !heldBack(err) || !strings.Contains(err.Error(), "certificate") {
+	if _, err := f.run(c, 2*time.Second); !heldBack(err) || !strings.Contains(err.Error(), "certificate") {
 		t.Fatalf("an untrusted certificate: %v, want a HoldBackError about the certificate", err)
 	}
 }
