@@ -58,6 +58,7 @@ type Client struct {
 	scanTags      sync.Map       // uint8 scan tag -> endpoint name, for error messages
 	psFront       *redis.Client  // serves Subscribe & co. through bridges (pubsub.go)
 	bridges       sync.WaitGroup // Pub/Sub bridge goroutines
+	hedges        hedgeBudget    // what hedged reads may still send (hedge.go)
 	bridgeMu      sync.Mutex     // orders openBridge against Close
 	allDown       atomic.Bool    // no endpoint can take traffic (checks run faster)
 	bridgesClosed bool
@@ -87,6 +88,7 @@ func New(opts *Options) (*Client, error) {
 	}
 	c := &Client{cfg: cfg, wake: make(chan struct{}, 1), supDone: make(chan struct{})}
 	c.route.Store(&route{changed: make(chan struct{})})
+	c.hedges.init()
 	c.hooks.Store(c.newHookChain(nil))
 	c.front = newFront(routingHook{c: c}, nil)
 	c.txFront = newFront(routingHook{c: c, tx: true}, nil)

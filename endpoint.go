@@ -83,6 +83,11 @@ type liveStats struct {
 	// Calls sent on to the next endpoint after failing here (the retry
 	// path only): never run, or replayed.
 	retriedUnsent, replayed atomic.Uint64
+	// Hedged reads sent here (Options.HedgeReads), and those of them
+	// whose answer came first.
+	hedged, hedgeWins atomic.Uint64
+	// rtt smooths the round trip of reads here, for the hedge delay.
+	rtt rtt
 
 	consecutive atomic.Int64
 	runStart    atomic.Int64 // UnixNano of the first failure of the current run
@@ -109,6 +114,7 @@ func (s *liveStats) calls() CallCounts {
 	return CallCounts{
 		Served: served + s.blockingOK.Load(), Failed: failedNB + s.failedB.Load(), CallerGaveUp: neutral,
 		RetriedUnsent: s.retriedUnsent.Load(), Replayed: s.replayed.Load(),
+		Hedged: s.hedged.Load(), HedgeWins: s.hedgeWins.Load(),
 	}
 }
 

@@ -139,6 +139,23 @@ type Options struct {
 	// Commands that never reached the server are always retried.
 	ReplayWrites bool
 
+	// HedgeReads sends a read-only command (Redis's read-only flag, not
+	// blocking, not SCAN: the replay table) that has had no answer from the
+	// active endpoint after HedgeDelay also to the fallback endpoint; the
+	// first answer wins and the other attempt is abandoned (it ends by
+	// itself; its outcome still counts against its endpoint). Never for
+	// writes, blocking commands, transactions, pipelines, Watch or Pub/Sub.
+	// Hedges are at most HedgeBudget (5 %) of hedgeable reads over time,
+	// plus a burst of HedgeBurst (100). Each hedgeable read then runs on a
+	// goroutine of its own. Default false. See EndpointStatus.Calls for
+	// the counts.
+	HedgeReads bool
+	// HedgeDelay is how long a hedgeable read waits for the active endpoint
+	// before it is hedged. Zero: derived per endpoint from its recent read
+	// round trips as TCP derives its retransmission timeout (SRTT +
+	// 4·RTTVAR, RFC 6298), at least MinHedgeDelay (5 ms) and at most 1 s.
+	HedgeDelay time.Duration
+
 	// IsEndpointFailure decides whether a command error counts against the
 	// endpoint that returned it. Default DefaultIsEndpointFailure. It does
 	// not change which failed commands are retried elsewhere: that depends
@@ -274,6 +291,7 @@ func validate(opts *Options) (*config, error) {
 		{"GracePeriod", &cfg.GracePeriod, DefaultGracePeriod},
 		{"GracePeriodMax", &cfg.GracePeriodMax, 0},
 		{"FailbackDelay", &cfg.FailbackDelay, DefaultFailbackDelay},
+		{"HedgeDelay", &cfg.HedgeDelay, 0},
 	}
 	for _, d := range durations {
 		if *d.v < 0 {

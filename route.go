@@ -81,6 +81,9 @@ func (c *Client) process(ctx context.Context, cmd redis.Cmder) error {
 		return c.processScan(ctx, r, sc)
 	}
 	r = c.anticipate(r)
+	if c.cfg.HedgeReads && r.fallback != nil && r.fallback != r.active && hedgeable(cmd) {
+		return c.processHedged(ctx, r, cmd)
+	}
 	_, err := c.processOne(ctx, r, cmd)
 	return err
 }

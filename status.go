@@ -95,4 +95,8 @@ type CallCounts struct {
 	// Replayed: lost their answer here and, being safe to replay, were
 	// sent to the next endpoint.
 	Replayed uint64
+	// Hedged: reads sent here as hedges (Options.HedgeReads) because the
+	// active endpoint had not answered within the hedge delay; HedgeWins:
+	// those whose answer came first and was returned.
+	Hedged, HedgeWins uint64
 }

@@ -1,0 +1,221 @@
+package geofailover
+
+import (
+	"context"
+	"reflect"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/geofailover/geofailover/internal/cmdtable"
+)
+
+// Hedged reads (Options.HedgeReads). A read-only command that has had no
+// answer from the active endpoint after the hedge delay is also sent to
+// the fallback; the first answer wins. Both attempts run on copies of the
+// caller's command, each on a goroutine of its own, so the loser can be
+// abandoned: it ends by itself (its answer, its error, or the caller's
+// deadline), its outcome is still counted against its endpoint, and its
+// connection goes back to its pool. The winner's copy is copied into the
+// caller's command.
+
+// HedgeBudget is the most hedges sent, over time, per read that could be
+// hedged: 5 %. HedgeBurst more may be sent at once (during a freeze of the
+// active endpoint, every read needs one); the allowance refills at
+// HedgeBudget per read.
+const (
+	HedgeBudget = 0.05
+	HedgeBurst  = 100
+)
+
+// MinHedgeDelay is the least derived hedge delay (Options.HedgeDelay zero).
+const MinHedgeDelay = 5 * time.Millisecond
+
+// hedgeBudget is a token bucket in thousandths of a hedge.
+type hedgeBudget struct{ tokens atomic.Int64 }
+
+const (
+	hedgeCost    = 1000
+	hedgeRefill  = int64(HedgeBudget * hedgeCost)
+	hedgeBucket  = HedgeBurst * hedgeCost
+	maxHedgeWait = time.Second
+)
+
+func (b *hedgeBudget) init() { b.tokens.Store(hedgeBucket) }
+
+// read credits one hedgeable read.
+func (b *hedgeBudget) read() {
+	if b.tokens.Load() < hedgeBucket {
+		b.tokens.Add(hedgeRefill)
+	}
+}
+
+// take spends one hedge, if the budget allows.
+func (b *hedgeBudget) take() bool {
+	if b.tokens.Add(-hedgeCost) >= 0 {
+		return true
+	}
+	b.tokens.Add(hedgeCost)
+	return false
+}
+
+// rtt is an endpoint's smoothed read round trip, as RFC 6298 smooths TCP's
+// (gains 1/8 and 1/4), in nanoseconds. Updates from concurrent reads may
+// overwrite each other: a lost sample does not matter.
+type rtt struct{ srtt, rttvar atomic.Int64 }
+
+func (r *rtt) observe(d time.Duration) {
+	s, v := r.srtt.Load(), r.rttvar.Load()
+	x := int64(d)
+	if s == 0 {
+		r.srtt.Store(x)
+		r.rttvar.Store(x / 2)
+		return
+	}
+	dev := s - x
+	if dev < 0 {
+		dev = -dev
+	}
+	r.rttvar.Store(v - v/4 + dev/4)
+	r.srtt.Store(s - s/8 + x/8)
+}
+
+// hedgeDelay is SRTT + 4·RTTVAR, at least MinHedgeDelay and at most 1 s.
+func (r *rtt) hedgeDelay() time.Duration {
+	d := time.Duration(r.srtt.Load() + 4*r.rttvar.Load())
+	return min(max(d, MinHedgeDelay), maxHedgeWait)
+}
+
+// hedgeable reports whether cmd may be hedged: Redis flags it read-only
+// and it cannot block (the replay table), and it is not a SCAN (its
+// cursor belongs to one endpoint). Options.ReplayWrites does not widen it.
+func hedgeable(cmd redis.Cmder) bool {
+	if _, scan := cmd.(*redis.ScanCmd); scan {
+		return false
+	}
+	f := commandFlags(cmd)
+	return f&cmdtable.ReadOnly != 0 && f&cmdtable.Blocking == 0 && reflect.TypeOf(cmd).Kind() == reflect.Pointer
+}
+
+type hedgeResult struct {
+	e    *endpoint
+	cmd  redis.Cmder
+	err  error
+	kind attemptKind
+}
+
+// attemptKind says which attempt of a hedged read a result is.
+type attemptKind int
+
+const (
+	firstAttempt attemptKind = iota // to the active endpoint
+	hedgeAttempt                    // to the fallback, after the hedge delay
+	retryAttempt                    // to the next endpoint, after the first failed
+)
+
+// processHedged sends cmd to r.active and, without an answer after the
+// hedge delay, also to r.fallback (within the budget); if the first attempt
+// fails before that, the second goes at once, as a retry. It returns the
+// first answer (an error reply included), or the last failure.
+func (c *Client) processHedged(ctx context.Context, r *route, cmd redis.Cmder) error {
+	c.hedges.read()
+	delay := c.cfg.HedgeDelay
+	if delay == 0 {
+		delay = r.active.live.rtt.hedgeDelay()
+	}
+	results := make(chan hedgeResult, 2)
+	go c.runAttempt(ctx, r.active, copyCmd(cmd), firstAttempt, results)
+	timer := time.NewTimer(delay)
+	defer timer.Stop()
+	pending, sent := 1, false
+	var firstErr error
+	second := func(e *endpoint, kind attemptKind) {
+		sent = true
+		pending++
+		go c.runAttempt(ctx, e, copyCmd(cmd), kind, results)
+	}
+	for {
+		select {
+		case res := <-results:
+			pending--
+			final := failureOf(res.err) == failNone
+			if final || pending == 0 && sent {
+				if res.kind == firstAttempt && res.err != nil {
+					firstErr = res.err
+				}
+				return c.hedgeDone(ctx, cmd, res, sent, firstErr)
+			}
+			if res.kind != firstAttempt {
+				continue // the first attempt may still answer
+			}
+			firstErr = res.err
+			if sent {
+				continue
+			}
+			// The first attempt failed before the hedge: retry it now by
+			// the replay rules (a read-only command may be replayed).
+			next := c.retryTarget(ctx, r)
+			if next == nil {
+				return c.hedgeDone(ctx, cmd, res, false, firstErr)
+			}
+			r.active.live.countRetry(failureOf(res.err))
+			second(next, retryAttempt)
+		case <-timer.C:
+			if sent || !c.hedges.take() {
+				continue
+			}
+			if d, ok := ctx.Deadline(); ok && time.Until(d) < retryBudgetFloor {
+				continue
+			}
+			r.fallback.live.hedged.Add(1)
+			second(r.fallback, hedgeAttempt)
+		}
+	}
+}
+
+// runAttempt is one attempt of a hedged read, on its own goroutine. It
+// records its outcome against e, as attempt does, but leaves the caller's
+// Trace to processHedged (the attempt may outlive the call).
+func (c *Client) runAttempt(ctx context.Context, e *endpoint, cmd redis.Cmder, kind attemptKind, out chan<- hedgeResult) {
+	start := time.Now()
+	e.live.started.Add(1)
+	err := e.client().Process(ctx, cmd)
+	took := time.Since(start)
+	slowStart := time.Time{}
+	if c.cfg.SlowCallThreshold > 0 {
+		slowStart = start
+	}
+	c.record(ctx, e, err, slowStart, kind != firstAttempt, false)
+	e.live.completed.Add(1)
+	if err == nil && kind == firstAttempt {
+		e.live.rtt.observe(took)
+	}
+	out <- hedgeResult{e: e, cmd: cmd, err: err, kind: kind}
+}
+
+// hedgeDone hands the winner's result to the caller's command.
+func (c *Client) hedgeDone(ctx context.Context, cmd redis.Cmder, res hedgeResult, sent bool, firstErr error) error {
+	reflect.ValueOf(cmd).Elem().Set(reflect.ValueOf(res.cmd).Elem())
+	if res.kind == hedgeAttempt {
+		res.e.live.hedgeWins.Add(1)
+	}
+	if tracing.Load() {
+		if t, _ := ctx.Value(traceKey{}).(*Trace); t != nil {
+			t.Endpoint, t.Attempts, t.FirstErr = res.e.name, 1, firstErr
+			if sent {
+				t.Attempts = 2
+			}
+		}
+	}
+	return res.err
+}
+
+// copyCmd returns a shallow copy of cmd (same arguments and context, its
+// own result fields).
+func copyCmd(cmd redis.Cmder) redis.Cmder {
+	v := reflect.ValueOf(cmd).Elem()
+	p := reflect.New(v.Type())
+	p.Elem().Set(v)
+	return p.Interface().(redis.Cmder)
+}
