@@ -232,3 +232,58 @@ func cpuTime() time.Duration {
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// BenchmarkHedgedReads: GET through a Client over two local servers, with
+// and without HedgeReads (derived delay), on one goroutine and on 16. It
+// reports the hedges sent per read: on a healthy endpoint they stay within
+// the budget (HedgeBudget), and the throughput should not change.
+func BenchmarkHedgedReads(b *testing.B) {
+	east, west := failovertest.StartServer(b), failovertest.StartServer(b)
+	ctx := context.Background()
+	for _, hedge := range []bool{false, true} {
+		c, err := geofailover.New(&geofailover.Options{HedgeReads: hedge, Endpoints: []geofailover.Endpoint{
+			{Name: "east", Weight: 1, Options: &redis.Options{Addr: east.Addr}},
+			{Name: "west", Weight: 0.5, Options: &redis.Options{Addr: west.Addr}},
+		}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := c.WaitReady(ctx); err != nil {
+			b.Fatal(err)
+		}
+		c.Set(ctx, "k", "v", 0)
+		hedges := func() uint64 {
+			var n uint64
+			for _, st := range c.Status() {
+				n += st.Calls.Hedged
+			}
+			return n
+		}
+		name := map[bool]string{false: "off", true: "on"}[hedge]
+		b.Run("GET/hedge-"+name, func(b *testing.B) {
+			b.ReportAllocs()
+			before := hedges()
+			for b.Loop() {
+				if err := c.Get(ctx, benchKey).Err(); err != nil && err != redis.Nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(hedges()-before)/float64(b.N), "hedges/read")
+		})
+		b.Run("GET/hedge-"+name+"-parallel16", func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetParallelism(8)
+			before := hedges()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if err := c.Get(ctx, benchKey).Err(); err != nil && err != redis.Nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(hedges()-before)/float64(b.N), "hedges/read")
+		})
+		c.Close()
+	}
+}

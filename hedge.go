@@ -3,6 +3,7 @@ package geofailover
 import (
 	"context"
 	"reflect"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -114,6 +115,32 @@ const (
 	retryAttempt                    // to the next endpoint, after the first failed
 )
 
+// hedgeCall is the rendezvous of one hedged read: its attempts' results
+// and its timer. It is pooled: the last of the caller and the attempts to
+// be done with it puts it back.
+type hedgeCall struct {
+	results chan hedgeResult // capacity 2: an abandoned attempt never blocks
+	timer   *time.Timer
+	refs    atomic.Int32 // the caller and each attempt not yet delivered
+}
+
+var hedgeCalls = sync.Pool{New: func() any {
+	h := &hedgeCall{results: make(chan hedgeResult, 2), timer: time.NewTimer(time.Hour)}
+	h.timer.Stop()
+	return h
+}}
+
+// release drops one reference; the last one empties the call and pools it.
+func (h *hedgeCall) release() {
+	if h.refs.Add(-1) != 0 {
+		return
+	}
+	for len(h.results) > 0 {
+		<-h.results // delivered after the caller returned
+	}
+	hedgeCalls.Put(h)
+}
+
 // processHedged sends cmd to r.active and, without an answer after the
 // hedge delay, also to r.fallback (within the budget); if the first attempt
 // fails before that, the second goes at once, as a retry. It returns the
@@ -124,20 +151,21 @@ func (c *Client) processHedged(ctx context.Context, r *route, cmd redis.Cmder) e
 	if delay == 0 {
 		delay = r.active.live.rtt.hedgeDelay()
 	}
-	results := make(chan hedgeResult, 2)
-	go c.runAttempt(ctx, r.active, copyCmd(cmd), firstAttempt, results)
-	timer := time.NewTimer(delay)
-	defer timer.Stop()
+	h := hedgeCalls.Get().(*hedgeCall)
+	h.refs.Store(2)
+	go c.runAttempt(ctx, r.active, copyCmd(cmd), firstAttempt, h)
+	h.timer.Reset(delay)
+	defer func() {
+		h.timer.Stop()
+		h.release()
+	}()
 	pending, sent := 1, false
 	var firstErr error
-	second := func(e *endpoint, kind attemptKind) {
-		sent = true
-		pending++
-		go c.runAttempt(ctx, e, copyCmd(cmd), kind, results)
-	}
 	for {
+		var next *endpoint
+		kind := retryAttempt
 		select {
-		case res := <-results:
+		case res := <-h.results:
 			pending--
 			final := failureOf(res.err) == failNone
 			if final || pending == 0 && sent {
@@ -155,29 +183,31 @@ func (c *Client) processHedged(ctx context.Context, r *route, cmd redis.Cmder) e
 			}
 			// The first attempt failed before the hedge: retry it now by
 			// the replay rules (a read-only command may be replayed).
-			next := c.retryTarget(ctx, r)
-			if next == nil {
+			if next = c.retryTarget(ctx, r); next == nil {
 				return c.hedgeDone(ctx, cmd, res, false, firstErr)
 			}
 			r.active.live.countRetry(failureOf(res.err))
-			second(next, retryAttempt)
-		case <-timer.C:
+		case <-h.timer.C:
 			if sent || !c.hedges.take() {
 				continue
 			}
 			if d, ok := ctx.Deadline(); ok && time.Until(d) < retryBudgetFloor {
 				continue
 			}
-			r.fallback.live.hedged.Add(1)
-			second(r.fallback, hedgeAttempt)
+			next, kind = r.fallback, hedgeAttempt
+			next.live.hedged.Add(1)
 		}
+		sent = true
+		pending++
+		h.refs.Add(1)
+		go c.runAttempt(ctx, next, copyCmd(cmd), kind, h)
 	}
 }
 
 // runAttempt is one attempt of a hedged read, on its own goroutine. It
 // records its outcome against e, as attempt does, but leaves the caller's
 // Trace to processHedged (the attempt may outlive the call).
-func (c *Client) runAttempt(ctx context.Context, e *endpoint, cmd redis.Cmder, kind attemptKind, out chan<- hedgeResult) {
+func (c *Client) runAttempt(ctx context.Context, e *endpoint, cmd redis.Cmder, kind attemptKind, h *hedgeCall) {
 	start := time.Now()
 	e.live.started.Add(1)
 	err := e.client().Process(ctx, cmd)
@@ -191,7 +221,8 @@ func (c *Client) runAttempt(ctx context.Context, e *endpoint, cmd redis.Cmder, k
 	if err == nil && kind == firstAttempt {
 		e.live.rtt.observe(took)
 	}
-	out <- hedgeResult{e: e, cmd: cmd, err: err, kind: kind}
+	h.results <- hedgeResult{e: e, cmd: cmd, err: err, kind: kind}
+	h.release()
 }
 
 // hedgeDone hands the winner's result to the caller's command.
