@@ -44,7 +44,7 @@ func (r SwitchReason) MarshalText() ([]byte, error) { return []byte(r.String()),
 
 // UnmarshalText decodes a name MarshalText gives.
 func (r *SwitchReason) UnmarshalText(b []byte) error {
-	return unmarshalEnum(b, r, "switch reason", ReasonNone, ReasonBreaker, ReasonHealth, ReasonFailback, ReasonManual, ReasonRemoved)
+	return unmarshalEnum(b, r, "switch reason", ReasonNone, ReasonBreaker, ReasonHealth, ReasonFailback, ReasonManual, ReasonRemoved, ReasonLatency)
 }
 
 // unmarshalEnum sets *v to the one of values whose name is b.
@@ -75,23 +75,26 @@ func timeOrNil(t time.Time) *time.Time {
 }
 
 // MarshalJSON encodes the status with names for health and breaker state,
-// the last error and the reason it is held back as their texts, the check latency as a duration string
+// the last error and the reason it is held back as their texts, the check latencies as duration strings
 // ("1.2ms"), and without the fields that are zero (no error, no check yet,
 // no grace period).
 func (s EndpointStatus) MarshalJSON() ([]byte, error) {
-	latency := ""
-	if s.LastCheckLatency > 0 {
-		latency = s.LastCheckLatency.String()
+	durText := func(d time.Duration) string {
+		if d <= 0 {
+			return ""
+		}
+		return d.String()
 	}
 	type fields EndpointStatus // its fields, without this method
 	return json.Marshal(struct {
 		fields
 		LastError        string     `json:",omitempty"`
 		HeldBack         string     `json:",omitempty"`
+		CheckLatency     string     `json:",omitempty"`
 		LastCheckLatency string     `json:",omitempty"`
 		LastCheck        *time.Time `json:",omitempty"`
 		GraceUntil       *time.Time `json:",omitempty"`
-	}{fields(s), errText(s.LastError), errText(s.HeldBack), latency, timeOrNil(s.LastCheck), timeOrNil(s.GraceUntil)})
+	}{fields(s), errText(s.LastError), errText(s.HeldBack), durText(s.CheckLatency), durText(s.LastCheckLatency), timeOrNil(s.LastCheck), timeOrNil(s.GraceUntil)})
 }
 
 // MarshalJSON encodes the event with names for its kind, reason and

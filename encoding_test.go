@@ -46,7 +46,7 @@ func TestEnumsAsNames(t *testing.T) {
 	for k := geofailover.EventInitialSelection; k <= geofailover.EventHeldBack; k++ {
 		all = append(all, k)
 	}
-	for r := geofailover.ReasonNone; r <= geofailover.ReasonRemoved; r++ {
+	for r := geofailover.ReasonNone; r <= geofailover.ReasonLatency; r++ {
 		all = append(all, r)
 	}
 	for _, v := range all {

@@ -51,6 +51,11 @@ type endpoint struct {
 	// *HoldBackError's reason), or nil.
 	heldBack    error
 	lastLatency time.Duration
+	// checkRTT smooths the latency of passed checks (see latency.go);
+	// fasterSince is when the endpoint became clearly faster than the
+	// active one of equal weight (zero when it is not).
+	checkRTT    time.Duration
+	fasterSince time.Time
 	lastCheck   time.Time
 	// cold: the endpoint's traffic client is new and has not been warmed
 	// up; warming: its warm-up is under way. Failback to it waits for both

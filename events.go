@@ -87,6 +87,7 @@ const (
 	ReasonFailback              // a preferred endpoint recovered (or a weight changed)
 	ReasonManual                // SwitchTo
 	ReasonRemoved               // the active endpoint was removed
+	ReasonLatency               // an endpoint of equal weight has been clearly faster (Options.LatencySwitchAfter)
 )
 
 // String returns the reason's name ("breaker", "failback", ...).
@@ -102,6 +103,8 @@ func (r SwitchReason) String() string {
 		return "manual"
 	case ReasonRemoved:
 		return "removed"
+	case ReasonLatency:
+		return "latency"
 	}
 	return "none"
 }

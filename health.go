@@ -208,6 +208,7 @@ func (s *supervisor) onCheck(r checkResult) {
 			e.stallSince = started // the server answered: it is not hung
 		}
 		e.passes, e.fails, e.lastPassed = e.passes+1, 0, true
+		e.observeCheckRTT(r.latency)
 		if prev != Healthy && (prev == HealthUnknown || e.passes >= s.cfg.HealthyAfter) {
 			e.health, e.healthySince = Healthy, r.at
 		}
@@ -224,6 +225,7 @@ func (s *supervisor) onCheck(r checkResult) {
 	if e.health != prev {
 		s.emit(Event{Kind: EventHealthChanged, At: r.at, Endpoint: e.name, Health: e.health, PrevHealth: prev, Err: r.err})
 	}
+	s.trackLatency(r.at)
 }
 
 // suspect asks for a health check of e now, because something that does not

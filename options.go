@@ -32,6 +32,7 @@ const (
 	DefaultGracePeriod                = 10 * time.Second
 	DefaultGracePeriodMax             = 5 * time.Minute
 	DefaultFailbackDelay              = 3 * time.Second
+	DefaultLatencySwitchAfter         = 30 * time.Second
 )
 
 // Options configures a Client. Only Endpoints is required; every other field
@@ -124,6 +125,16 @@ type Options struct {
 	// DisableFailback keeps traffic on the endpoint it failed over to until
 	// that one fails too or SwitchTo is called.
 	DisableFailback bool
+
+	// LatencySwitchAfter: among endpoints of equal weight, traffic moves
+	// from the active one to one whose health checks have been clearly
+	// faster (see LatencyMargin) for this long, without a break. Default
+	// 30 s. At a failover, the clearly fastest of the best-weighted
+	// candidates is chosen at once. DisableFailback also stops these moves.
+	LatencySwitchAfter time.Duration
+	// DisableLatencyTies breaks ties in weight by configuration order only,
+	// never by latency.
+	DisableLatencyTies bool
 
 	// WaitWhenAllDown makes commands issued while no endpoint is usable wait
 	// (bounded by their context) for one to recover, instead of failing fast
@@ -292,6 +303,7 @@ func validate(opts *Options) (*config, error) {
 		{"GracePeriodMax", &cfg.GracePeriodMax, 0},
 		{"FailbackDelay", &cfg.FailbackDelay, DefaultFailbackDelay},
 		{"HedgeDelay", &cfg.HedgeDelay, 0},
+		{"LatencySwitchAfter", &cfg.LatencySwitchAfter, DefaultLatencySwitchAfter},
 	}
 	for _, d := range durations {
 		if *d.v < 0 {

@@ -40,7 +40,8 @@ var propertySeeds = flag.Int("property.seeds", 300, "random option sets and faul
 //     endpoint's do) only steers: traffic moves to a held-back endpoint only
 //     when no eligible endpoint is free of it, and never leaves an active
 //     endpoint that can still serve for a held-back one, nor because the
-//     active one is held back.
+//     active one is held back; it leaves one that can still serve only for
+//     a higher weight, or for the same weight and clearly faster checks.
 //
 // A failing seed is printed; rerun it with GEOFAILOVER_SEED=n.
 func TestSupervisorInvariants(t *testing.T) {
@@ -78,8 +79,9 @@ func (s simState) String() string { return [...]string{"up", "down", "frozen"}[s
 type simEndpoint struct {
 	e       *endpoint
 	state   simState
-	everBad bool // has been down or frozen at some point
-	lagging bool // its checks pass but hold it back
+	everBad bool          // has been down or frozen at some point
+	lagging bool          // its checks pass but hold it back
+	base    time.Duration // its round trip, before jitter
 	// verified: a check that started after the endpoint's last failure
 	// passed (the model's own bookkeeping, independent of the supervisor's).
 	verified bool
@@ -111,6 +113,8 @@ func randomOptions(rng *rand.Rand, n int) *Options {
 		GracePeriod:                pick(0, 100*time.Millisecond, 500*time.Millisecond, time.Second, 3*time.Second),
 		FailbackDelay:              pick(0, 50*time.Millisecond, 500*time.Millisecond),
 		DisableFailback:            rng.IntN(6) == 0,
+		LatencySwitchAfter:         pick(0, 200*time.Millisecond, time.Second),
+		DisableLatencyTies:         rng.IntN(4) == 0,
 		BreakerWindow:              pick(0, time.Second, 2*time.Second),
 		BreakerBucket:              pick(0, 100*time.Millisecond, time.Second),
 	}
@@ -140,7 +144,7 @@ func runInvariants(t *testing.T, seed uint64) {
 	for _, spec := range cfg.Endpoints {
 		e := &endpoint{name: spec.Name, weight: spec.Weight, window: window.New(cfg.bucketCount, cfg.BreakerBucket)}
 		s.eps = append(s.eps, e)
-		sims = append(sims, &simEndpoint{e: e})
+		sims = append(sims, &simEndpoint{e: e, base: simBase(rng)})
 	}
 	simOf := func(e *endpoint) *simEndpoint {
 		for _, m := range sims {
@@ -182,6 +186,10 @@ func runInvariants(t *testing.T, seed uint64) {
 				}
 				trail = append(trail, fmt.Sprintf("%v %s: %v -> %v", now.Sub(start), m.e.name, was, m.state))
 			}
+			if rng.IntN(200) == 0 {
+				m.base = simBase(rng)
+				trail = append(trail, fmt.Sprintf("%v %s: round trip %v", now.Sub(start), m.e.name, m.base))
+			}
 			if rng.IntN(100) < 4 {
 				m.lagging = !m.lagging
 				trail = append(trail, fmt.Sprintf("%v %s: lagging %v", now.Sub(start), m.e.name, m.lagging))
@@ -216,7 +224,7 @@ func runInvariants(t *testing.T, seed uint64) {
 				m.checking, m.checkStart, m.checkEpoch = true, now, m.e.epoch.Load()
 				switch m.state {
 				case simUp:
-					m.checkDue = now.Add(time.Duration(1+rng.IntN(20)) * time.Millisecond)
+					m.checkDue = now.Add(m.base + time.Duration(rng.IntN(5))*time.Millisecond)
 				case simDown:
 					m.checkDue = now.Add(time.Millisecond)
 				case simFrozen:
@@ -327,8 +335,10 @@ func runInvariants(t *testing.T, seed uint64) {
 					}
 				}
 			}
-			if prev != nil && prev.usable(now) && (a.heldBack != nil || a.weight <= prev.weight) {
-				fail("traffic left %s, which could still serve (held back: %v), for %s (held back: %v)", prev.name, prev.heldBack, a.name, a.heldBack)
+			if prev != nil && prev.usable(now) && (a.heldBack != nil || a.weight < prev.weight ||
+				a.weight == prev.weight && (cfg.DisableLatencyTies || !clearlyFaster(a, prev))) {
+				fail("traffic left %s, which could still serve (held back: %v, check latency %v), for %s (held back: %v, check latency %v)",
+					prev.name, prev.heldBack, prev.checkRTT, a.name, a.heldBack, a.checkRTT)
 			}
 		}
 		// 3. Never without an active endpoint while one could serve.
@@ -354,6 +364,11 @@ func runInvariants(t *testing.T, seed uint64) {
 }
 
 var errLagging = errors.New("replication lag over tolerance")
+
+// simBase draws an endpoint's round trip: near, or one of two farther.
+func simBase(rng *rand.Rand) time.Duration {
+	return []time.Duration{time.Millisecond, 12 * time.Millisecond, 40 * time.Millisecond}[rng.IntN(3)]
+}
 
 func optionSummary(cfg *config) string {
 	var eps []string

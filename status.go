@@ -62,6 +62,10 @@ type EndpointStatus struct {
 	// HoldBackError), or nil: traffic is not moved to it while another
 	// endpoint can take it.
 	HeldBack error
+	// CheckLatency is the smoothed latency of its passed health checks
+	// (moving average, gain 1/8); ties in weight go to a clearly faster
+	// endpoint (Options.LatencySwitchAfter).
+	CheckLatency time.Duration
 	// LastCheckLatency is how long the last health check took.
 	LastCheckLatency time.Duration
 	// LastCheck is when the last health check finished (zero before the first).

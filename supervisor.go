@@ -225,19 +225,21 @@ func (s *supervisor) grace(level int) time.Duration {
 //     higher weight is eligible, not held back, and has been healthy, with
 //     every check passing, for FailbackDelay, and its traffic client is
 //     warm: then the highest-weight such endpoint (failback), even if a
-//     better one is not yet stable;
+//     better one is not yet stable; else, unless DisableLatencyTies, an
+//     endpoint of the same weight, eligible, not held back and warm, that
+//     has been clearly faster for LatencySwitchAfter (latency.go);
 //   - else the highest-weight eligible endpoint (failover), one not held
 //     back if there is one (see candidate), except that at startup it waits
-//     for higher-weight endpoints' first check (for every endpoint's, if the
-//     best is held back);
+//     for the first check of endpoints of higher or equal weight (of every
+//     endpoint, if the best is held back);
 //   - else, since anything beats nothing, the active endpoint if its last
 //     check passed, or the highest-weight endpoint whose last check passed;
 //   - else nil: all endpoints are down.
 //
 // Usable means healthy, breaker closed and out of the grace period;
 // eligible means usable with a health check passed since the last failure
-// (so no endpoint is given traffic without one). Ties in weight go to
-// configuration order. choose only reads the state; decide carries out
+// (so no endpoint is given traffic without one). Ties in weight go to a
+// clearly faster endpoint, else to configuration order. choose only reads the state; decide carries out
 // what it returns.
 func (s *supervisor) choose(now time.Time) *endpoint {
 	if p := s.pinned; p != nil && !p.removed && (s.pinForced || p.usable(now)) {
@@ -256,6 +258,15 @@ func (s *supervisor) choose(now time.Time) *endpoint {
 		}); up != nil {
 			return up
 		}
+		if s.latencyTies() {
+			// A clearly faster endpoint of the same weight, for long enough.
+			if up := s.best(func(e *endpoint) bool {
+				return e.weight == a.weight && e.eligible(now) && e.heldBack == nil && !e.cold &&
+					!e.fasterSince.IsZero() && now.Sub(e.fasterSince) >= s.cfg.LatencySwitchAfter
+			}); up != nil {
+				return up
+			}
+		}
 		return a
 	}
 	if best == nil {
@@ -266,9 +277,10 @@ func (s *supervisor) choose(now time.Time) *endpoint {
 	}
 	if best != nil && !s.started {
 		for _, e := range s.eps {
-			if e.health == HealthUnknown && (e.weight > best.weight || best.heldBack != nil) {
-				// A preferred endpoint has not answered its first check yet,
-				// or one that is not held back may yet answer.
+			if e.health == HealthUnknown && (e.weight >= best.weight || best.heldBack != nil) {
+				// A preferred endpoint, or one as good (ties go by latency,
+				// then configuration order), has not answered its first
+				// check yet, or one that is not held back may yet answer.
 				return nil
 			}
 		}
@@ -286,12 +298,14 @@ func (s *supervisor) candidate(now time.Time, not *endpoint) *endpoint {
 	return s.best(func(e *endpoint) bool { return e != not && e.eligible(now) })
 }
 
-// best returns the highest-weight endpoint that ok accepts, first in
-// configuration order among equals.
+// best returns the highest-weight endpoint that ok accepts; among equals,
+// a clearly faster one (see clearlyFaster), else the first in
+// configuration order.
 func (s *supervisor) best(ok func(*endpoint) bool) *endpoint {
 	var b *endpoint
+	ties := s.latencyTies()
 	for _, e := range s.eps {
-		if ok(e) && (b == nil || e.weight > b.weight) {
+		if ok(e) && (b == nil || e.weight > b.weight || ties && e.weight == b.weight && clearlyFaster(e, b)) {
 			b = e
 		}
 	}
@@ -302,6 +316,7 @@ func (s *supervisor) best(ok func(*endpoint) bool) *endpoint {
 // period of an endpoint that traffic left because it turned unhealthy, the
 // route and its events, and the clients of the endpoint left behind.
 func (s *supervisor) decide(now time.Time) {
+	s.trackLatency(now) // weights may have changed
 	target := s.choose(now)
 	if s.pinned != nil && target != s.pinned {
 		s.pinned, s.pinForced = nil, false // the pinned endpoint failed: the normal rules apply
@@ -374,6 +389,8 @@ func (s *supervisor) switchReason(from, to *endpoint, now time.Time) (SwitchReas
 		return ReasonBreaker, now.Sub(from.openedAt)
 	case from.health != Healthy:
 		return ReasonHealth, now.Sub(from.firstFailAt)
+	case from.usable(now) && to != nil && to.weight == from.weight:
+		return ReasonLatency, 0
 	case from.usable(now):
 		return ReasonFailback, 0
 	}
@@ -387,6 +404,7 @@ func (s *supervisor) switchTo(from, to *endpoint, reason SwitchReason, detection
 		lastErr = from.lastErr
 	}
 	s.active = to
+	s.trackLatency(now)
 	if to != nil && !to.graceUntil.IsZero() {
 		to.restoredAt = now // traffic returns to an endpoint that failed before
 	}
@@ -455,7 +473,7 @@ func (s *supervisor) status() []EndpointStatus {
 			Name: e.name, Weight: e.weight, Active: e == s.active,
 			Health: e.health, Breaker: e.breaker,
 			ConsecutivePasses: e.passes, ConsecutiveFailures: e.fails,
-			LastError: e.lastErr, HeldBack: e.heldBack, LastCheckLatency: e.lastLatency, LastCheck: e.lastCheck,
+			LastError: e.lastErr, HeldBack: e.heldBack, LastCheckLatency: e.lastLatency, CheckLatency: e.checkRTT, LastCheck: e.lastCheck,
 			GraceUntil: e.graceUntil, InFlight: e.live.inflight(), Calls: e.live.calls(),
 		})
 	}
