@@ -251,7 +251,7 @@ func BenchmarkHedgedReads(b *testing.B) {
 		if err := c.WaitReady(ctx); err != nil {
 			b.Fatal(err)
 		}
-		c.Set(ctx, "k", "v", 0)
+		c.Set(ctx, benchKey, "v", 0)
 		hedges := func() uint64 {
 			var n uint64
 			for _, st := range c.Status() {

@@ -49,8 +49,8 @@ func WithMeterProvider(p metric.MeterProvider) Option { return func(c *config) {
 //   - geofailover.endpoint.weight (gauge, no unit; endpoint).
 //   - geofailover.endpoint.calls.in_flight (gauge, {call}; endpoint).
 //   - geofailover.endpoint.calls (counter, {call}; endpoint, outcome =
-//     served, failed, caller_gave_up, retried_unsent, replayed): see
-//     geofailover.CallCounts.
+//     served, failed, caller_gave_up, retried_unsent, replayed, hedged,
+//     hedge_won): see geofailover.CallCounts.
 //   - geofailover.health_check.duration (gauge, s; endpoint): how long the
 //     endpoint's last health check took.
 //
@@ -117,6 +117,7 @@ func InstrumentMetrics(c *geofailover.Client, opts ...Option) error {
 			for outcome, n := range map[string]uint64{
 				"served": st.Calls.Served, "failed": st.Calls.Failed, "caller_gave_up": st.Calls.CallerGaveUp,
 				"retried_unsent": st.Calls.RetriedUnsent, "replayed": st.Calls.Replayed,
+				"hedged": st.Calls.Hedged, "hedge_won": st.Calls.HedgeWins,
 			} {
 				o.ObserveInt64(calls, int64(n), metric.WithAttributes(attribute.String("endpoint", st.Name), attribute.String("outcome", outcome)))
 			}
