@@ -20,6 +20,10 @@ type endpoint struct {
 	// blocking, if set, runs e's blocking commands on connections that a
 	// switch away from e can interrupt (see blocking.go).
 	blocking *blockingPool
+	// watch, with HedgeReads on an endpoint built from URL or Options,
+	// holds its traffic connections so that a read whose hedge answered
+	// first can be cut (hedgeconn.go).
+	watch *connWatch
 	// scanTag marks the SCAN cursors this endpoint returns (see scan.go).
 	scanTag uint8
 

@@ -2,6 +2,7 @@ package geofailover
 
 import (
 	"context"
+	"errors"
 	"reflect"
 	"sync"
 	"sync/atomic"
@@ -14,12 +15,21 @@ import (
 
 // Hedged reads (Options.HedgeReads). A read-only command that has had no
 // answer from the active endpoint after the hedge delay is also sent to
-// the fallback; the first answer wins. Both attempts run on copies of the
-// caller's command, each on a goroutine of its own, so the loser can be
-// abandoned: it ends by itself (its answer, its error, or the caller's
-// deadline), its outcome is still counted against its endpoint, and its
-// connection goes back to its pool. The winner's copy is copied into the
-// caller's command.
+// the fallback; the first answer wins. Two ways, by endpoint:
+//
+//   - processHedgedInline, for endpoints we build from URL or Options: the
+//     first attempt runs on the caller's goroutine, on the caller's command,
+//     as an unhedged read does; a pooled timer sends the hedge, on a copy,
+//     from the timer's goroutine; if the hedge answers first, the first
+//     attempt's connection is cut (hedgeconn.go) and the caller returns the
+//     hedge's answer. A read costs one allocation more than an unhedged one
+//     and no goroutine unless it is hedged.
+//   - processHedged, for Cluster, Sentinel and Client endpoints, whose
+//     connections we cannot cut: both attempts run on copies, each on a
+//     goroutine of its own, so the loser can be abandoned: it ends by
+//     itself (its answer, its error, or the caller's deadline), its outcome
+//     still counts against its endpoint, and its connection goes back to
+//     its pool. The winner's copy is copied into the caller's command.
 
 // HedgeBudget is the most hedges sent, over time, per read that could be
 // hedged: 5 %. HedgeBurst more may be sent at once (during a freeze of the
@@ -249,4 +259,160 @@ func copyCmd(cmd redis.Cmder) redis.Cmder {
 	p := reflect.New(v.Type())
 	p.Elem().Set(v)
 	return p.Interface().(redis.Cmder)
+}
+
+// inlineCall is one hedged read whose first attempt runs on the caller's
+// goroutine (the endpoint's connections can be cut, see hedgeconn.go). Its
+// timer fires the hedge on a goroutine of its own. Pooled.
+type inlineCall struct {
+	c     *Client
+	timer *time.Timer
+	done  chan hedgeResult // the hedge's result, if it was sent
+	refs  atomic.Int32
+
+	mu      sync.Mutex
+	state   inlineState
+	ctx     context.Context
+	r       *route
+	clone   redis.Cmder // the hedge's copy of the command, made before the first attempt writes to it
+	delay   time.Duration
+	started int64 // monoNow when the first attempt began
+}
+
+type inlineState int
+
+const (
+	inlineArmed   inlineState = iota // waiting for the first answer or the delay
+	inlineHedging                    // the hedge was sent
+	inlineOver                       // the caller has its answer
+)
+
+var inlineCalls sync.Pool // of *inlineCall; see newInlineCall
+
+func newInlineCall() *inlineCall {
+	if h, ok := inlineCalls.Get().(*inlineCall); ok {
+		return h
+	}
+	h := &inlineCall{done: make(chan hedgeResult, 1)}
+	h.timer = time.AfterFunc(time.Hour, h.fire)
+	h.timer.Stop()
+	return h
+}
+
+func (h *inlineCall) release() {
+	if h.refs.Add(-1) != 0 {
+		return
+	}
+	for len(h.done) > 0 {
+		<-h.done
+	}
+	h.ctx, h.r, h.clone, h.c = nil, nil, nil, nil
+	inlineCalls.Put(h)
+}
+
+// fire sends the hedge, on the timer's goroutine, and cuts the first
+// attempt if the hedge answers first while the caller still waits.
+func (h *inlineCall) fire() {
+	h.mu.Lock()
+	if h.state != inlineArmed || !h.c.hedges.take() {
+		h.mu.Unlock()
+		return
+	}
+	if d, ok := h.ctx.Deadline(); ok && time.Until(d) < retryBudgetFloor {
+		h.mu.Unlock()
+		return
+	}
+	h.state = inlineHedging
+	h.refs.Add(1)
+	c, ctx, r, clone := h.c, h.ctx, h.r, h.clone
+	from, to := h.started, h.started+int64(min(h.delay/2, time.Millisecond))
+	h.mu.Unlock()
+
+	f := r.fallback
+	f.live.hedged.Add(1)
+	start := c.begin(f, false)
+	err := f.client().Process(ctx, clone)
+	c.record(ctx, f, err, start, true, false)
+	f.live.completed.Add(1)
+
+	h.mu.Lock()
+	if h.state == inlineHedging && failureOf(err) == failNone {
+		r.active.watch.cutLate(from, to) // the caller waits: cut its first attempt
+	}
+	h.mu.Unlock()
+	h.done <- hedgeResult{e: f, cmd: clone, err: err, kind: hedgeAttempt}
+	h.release()
+}
+
+// processHedgedInline is processHedged for an endpoint whose connections
+// can be cut: no goroutine unless the hedge is sent.
+func (c *Client) processHedgedInline(ctx context.Context, r *route, cmd redis.Cmder) error {
+	c.hedges.read()
+	e := r.active
+	h := newInlineCall()
+	h.refs.Store(1)
+	h.mu.Lock()
+	h.c, h.ctx, h.r, h.clone, h.state, h.started = c, ctx, r, copyCmd(cmd), inlineArmed, monoNow()
+	h.delay = c.cfg.HedgeDelay
+	if h.delay == 0 {
+		h.delay = e.live.rtt.hedgeDelay()
+	}
+	h.mu.Unlock()
+	h.timer.Reset(h.delay)
+
+	start := c.begin(e, false)
+	err := e.client().Process(ctx, cmd)
+	took := time.Duration(monoNow() - h.started)
+	h.timer.Stop()
+	h.mu.Lock()
+	hedging := h.state == inlineHedging
+	h.state = inlineOver
+	h.mu.Unlock()
+	defer h.release()
+
+	if errors.Is(err, errCut) && !hedging {
+		e.live.neutralNB.Add(1) // cut for another read's hedge: not this endpoint's failure
+	} else {
+		c.record(ctx, e, err, start, false, false)
+	}
+	e.live.completed.Add(1)
+	if err == nil {
+		e.live.rtt.observe(took)
+	}
+	first := hedgeResult{e: e, cmd: cmd, err: err, kind: firstAttempt}
+	if failureOf(err) == failNone {
+		return c.inlineDone(ctx, cmd, first, hedging, nil)
+	}
+	if hedging {
+		res := <-h.done
+		if failureOf(res.err) == failNone {
+			res.e.live.hedgeWins.Add(1)
+			return c.inlineDone(ctx, cmd, res, true, err)
+		}
+		return c.inlineDone(ctx, cmd, first, true, err)
+	}
+	// Failed before the delay: a read may be replayed (processOne's rules).
+	next := c.retryTarget(ctx, r)
+	if next == nil {
+		return c.inlineDone(ctx, cmd, first, false, err)
+	}
+	e.live.countRetry(failureOf(err))
+	return c.attempt(ctx, next, cmd, true)
+}
+
+// inlineDone hands the result to the caller's command (if it came from a
+// copy) and fills the caller's Trace.
+func (c *Client) inlineDone(ctx context.Context, cmd redis.Cmder, res hedgeResult, sent bool, firstErr error) error {
+	if res.cmd != cmd {
+		reflect.ValueOf(cmd).Elem().Set(reflect.ValueOf(res.cmd).Elem())
+	}
+	if tracing.Load() {
+		if t, _ := ctx.Value(traceKey{}).(*Trace); t != nil {
+			t.Endpoint, t.Attempts, t.FirstErr = res.e.name, 1, firstErr
+			if sent {
+				t.Attempts = 2
+			}
+		}
+	}
+	return res.err
 }

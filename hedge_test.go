@@ -142,40 +142,71 @@ func TestNeverHedged(t *testing.T) {
 }
 
 // TestHedgedReadResults: a hedged read returns its own typed result (the
-// winner's copy is the caller's command) from the endpoint the Trace names,
-// and an error reply is an answer, not a failure.
+// winner's answer is in the caller's command) from the endpoint the Trace
+// names, whether it came from the first attempt or the hedge, and an error
+// reply is an answer, not a failure; for endpoints we build (the first
+// attempt is cut when the hedge wins) and for endpoints given as a Client
+// (both attempts on goroutines).
 func TestHedgedReadResults(t *testing.T) {
-	east, west, c := pair(t, func(o *geofailover.Options) {
-		o.HedgeReads = true
-		o.HedgeDelay = time.Nanosecond
-	})
-	failovertest.WaitActive(t, c, "east")
-	ctx := context.Background()
-	for _, srv := range []*failovertest.Server{east, west} {
-		rc := failovertest.Connect(t, srv.Addr)
-		must(t, rc.HSet(ctx, "h", "a", "1", "from", srv.Addr).Err())
-		must(t, rc.Set(ctx, "s", "str", 0).Err())
-	}
-	served := map[string]int{}
-	for range 300 {
-		var tr geofailover.Trace
-		m, err := c.HGetAll(geofailover.WithTrace(ctx, &tr), "h").Result()
-		if err != nil || len(m) != 2 || m["a"] != "1" {
-			t.Fatalf("HGETALL: %v %v", m, err)
-		}
-		want := map[string]string{"east": east.Addr, "west": west.Addr}[tr.Endpoint]
-		if m["from"] != want {
-			t.Fatalf("HGETALL answered from %s, but the trace says %+v", m["from"], tr)
-		}
-		served[tr.Endpoint]++
-		if err := c.HGet(ctx, "s", "a").Err(); err == nil || errors.Is(err, redis.Nil) {
-			t.Fatalf("HGET on a string: %v, want WRONGTYPE", err)
-		}
-	}
-	t.Logf("300 HGETALLs with a 1 ns hedge delay served by %v", served)
-	for _, st := range c.Status() {
-		if st.Breaker != geofailover.BreakerClosed || st.Calls.Failed != 0 {
-			t.Errorf("%s: breaker %v, %d failed: WRONGTYPE replies or hedges counted as failures", st.Name, st.Breaker, st.Calls.Failed)
-		}
+	for _, given := range []bool{false, true} {
+		t.Run(map[bool]string{false: "built", true: "client"}[given], func(t *testing.T) {
+			east, west := failovertest.StartServer(t), failovertest.StartServer(t)
+			opts := &geofailover.Options{HedgeReads: true, HedgeDelay: time.Nanosecond, Endpoints: []geofailover.Endpoint{
+				{Name: "east", Weight: 1, URL: "redis://" + east.Addr},
+				{Name: "west", Weight: 0.5, URL: "redis://" + west.Addr},
+			}}
+			if given {
+				for i, srv := range []*failovertest.Server{east, west} {
+					rc := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: -1})
+					defer rc.Close()
+					opts.Endpoints[i].URL, opts.Endpoints[i].Client = "", rc
+				}
+			}
+			c := newClient(t, opts)
+			failovertest.WaitActive(t, c, "east")
+			ctx := context.Background()
+			for _, srv := range []*failovertest.Server{east, west} {
+				rc := failovertest.Connect(t, srv.Addr)
+				must(t, rc.HSet(ctx, "h", "a", "1", "from", srv.Addr).Err())
+				must(t, rc.Set(ctx, "s", "str", 0).Err())
+			}
+			served := map[string]int{}
+			read := func() {
+				t.Helper()
+				var tr geofailover.Trace
+				rctx, cancel := context.WithTimeout(geofailover.WithTrace(ctx, &tr), 2*time.Second)
+				defer cancel()
+				m, err := c.HGetAll(rctx, "h").Result()
+				if err != nil || len(m) != 2 || m["a"] != "1" {
+					t.Fatalf("HGETALL: %v %v", m, err)
+				}
+				want := map[string]string{"east": east.Addr, "west": west.Addr}[tr.Endpoint]
+				if m["from"] != want {
+					t.Fatalf("HGETALL answered from %s, but the trace says %+v", m["from"], tr)
+				}
+				served[tr.Endpoint]++
+			}
+			for range 25 { // 50 reads, within HedgeBurst: the frozen phase below still has hedges
+				read()
+				if err := c.HGet(ctx, "s", "a").Err(); err == nil || errors.Is(err, redis.Nil) {
+					t.Fatalf("HGET on a string: %v, want WRONGTYPE", err)
+				}
+			}
+			for _, st := range c.Status() {
+				if st.Breaker != geofailover.BreakerClosed || st.Calls.Failed != 0 {
+					t.Errorf("%s: breaker %v, %d failed: WRONGTYPE replies or hedges counted as failures", st.Name, st.Breaker, st.Calls.Failed)
+				}
+			}
+			// East frozen: the hedges answer.
+			must(t, east.Pause())
+			for range 20 {
+				read()
+			}
+			must(t, east.Resume())
+			t.Logf("45 HGETALLs and 25 HGETs with a 1 ns hedge delay, the last 20 HGETALLs with east frozen, served by %v", served)
+			if served["west"] == 0 {
+				t.Errorf("no read served by west, although east was frozen for 20 of them")
+			}
+		})
 	}
 }

@@ -82,6 +82,9 @@ func (c *Client) process(ctx context.Context, cmd redis.Cmder) error {
 	}
 	r = c.anticipate(r)
 	if c.cfg.HedgeReads && r.fallback != nil && r.fallback != r.active && hedgeable(cmd) {
+		if r.active.watch != nil {
+			return c.processHedgedInline(ctx, r, cmd)
+		}
 		return c.processHedged(ctx, r, cmd)
 	}
 	_, err := c.processOne(ctx, r, cmd)
