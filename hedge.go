@@ -235,9 +235,13 @@ func (c *Client) runAttempt(ctx context.Context, e *endpoint, cmd redis.Cmder, k
 	h.release()
 }
 
-// hedgeDone hands the winner's result to the caller's command.
+// hedgeDone hands the winner's result to the caller's command (unless it
+// is the caller's command), counts a hedge's win and fills the caller's
+// Trace.
 func (c *Client) hedgeDone(ctx context.Context, cmd redis.Cmder, res hedgeResult, sent bool, firstErr error) error {
-	reflect.ValueOf(cmd).Elem().Set(reflect.ValueOf(res.cmd).Elem())
+	if res.cmd != cmd {
+		reflect.ValueOf(cmd).Elem().Set(reflect.ValueOf(res.cmd).Elem())
+	}
 	if res.kind == hedgeAttempt {
 		res.e.live.hedgeWins.Add(1)
 	}
@@ -381,38 +385,20 @@ func (c *Client) processHedgedInline(ctx context.Context, r *route, cmd redis.Cm
 	}
 	first := hedgeResult{e: e, cmd: cmd, err: err, kind: firstAttempt}
 	if failureOf(err) == failNone {
-		return c.inlineDone(ctx, cmd, first, hedging, nil)
+		return c.hedgeDone(ctx, cmd, first, hedging, nil)
 	}
 	if hedging {
 		res := <-h.done
 		if failureOf(res.err) == failNone {
-			res.e.live.hedgeWins.Add(1)
-			return c.inlineDone(ctx, cmd, res, true, err)
+			return c.hedgeDone(ctx, cmd, res, true, err)
 		}
-		return c.inlineDone(ctx, cmd, first, true, err)
+		return c.hedgeDone(ctx, cmd, first, true, err)
 	}
 	// Failed before the delay: a read may be replayed (processOne's rules).
 	next := c.retryTarget(ctx, r)
 	if next == nil {
-		return c.inlineDone(ctx, cmd, first, false, err)
+		return c.hedgeDone(ctx, cmd, first, false, err)
 	}
 	e.live.countRetry(failureOf(err))
 	return c.attempt(ctx, next, cmd, true)
-}
-
-// inlineDone hands the result to the caller's command (if it came from a
-// copy) and fills the caller's Trace.
-func (c *Client) inlineDone(ctx context.Context, cmd redis.Cmder, res hedgeResult, sent bool, firstErr error) error {
-	if res.cmd != cmd {
-		reflect.ValueOf(cmd).Elem().Set(reflect.ValueOf(res.cmd).Elem())
-	}
-	if tracing.Load() {
-		if t, _ := ctx.Value(traceKey{}).(*Trace); t != nil {
-			t.Endpoint, t.Attempts, t.FirstErr = res.e.name, 1, firstErr
-			if sent {
-				t.Attempts = 2
-			}
-		}
-	}
-	return res.err
 }

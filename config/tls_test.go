@@ -42,15 +42,7 @@ health_check_interval: 100ms
 	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	opts, err := config.Load(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := geofailover.New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := clientFrom(t)(config.Load(file))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := c.WaitReady(ctx); err != nil {
@@ -84,15 +76,7 @@ lag_check:
   lag_tolerance: 500ms
   tls: {ca_file: %s}
 `, east.Addr, api.URL, west.Addr, api.URL, api.CAFile(t, dir))
-	opts, err := config.Parse("lag.yaml", []byte(yaml))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := geofailover.New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := clientFrom(t)(config.Parse("lag.yaml", []byte(yaml)))
 	failovertest.WaitActive(t, c, "west")
 	for _, st := range c.Status() {
 		if st.Name == "east" && st.HeldBack == nil {
@@ -105,5 +89,23 @@ lag_check:
 	}
 	if !found {
 		t.Fatalf("no availability request with the file's tolerance among %q", api.Requests())
+	}
+}
+
+// clientFrom returns a function that starts a client from what a config
+// function returned, failing the test on an error; the client is closed
+// when the test ends.
+func clientFrom(t *testing.T) func(*geofailover.Options, error) *geofailover.Client {
+	return func(opts *geofailover.Options, err error) *geofailover.Client {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := geofailover.New(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
 	}
 }
