@@ -81,6 +81,51 @@ func BenchmarkRouting(b *testing.B) {
 	})
 }
 
+// BenchmarkRoutingHedged is BenchmarkRouting for hedged reads: GET through
+// a Client over two endpoints built from Options (so the first attempt
+// runs on the caller's goroutine and can be cut), whose members answer
+// in-process, with HedgeReads off and on. The difference is what hedging
+// adds per read, without the noise of a network round trip (the scan of
+// the write, which needs a connection, is not included: TestSingleRead's
+// neighbour BenchmarkSingleRead measures it).
+func BenchmarkRoutingHedged(b *testing.B) {
+	ctx := context.Background()
+	for _, hedge := range []bool{false, true} {
+		c, err := geofailover.New(&geofailover.Options{
+			HedgeReads: hedge,
+			Endpoints: []geofailover.Endpoint{
+				{Name: "a", Weight: 1, Options: &redis.Options{Addr: "127.0.0.1:1"}},
+				{Name: "b", Weight: 0.5, Options: &redis.Options{Addr: "127.0.0.1:1"}},
+			},
+			HealthCheck: func(context.Context, redis.UniversalClient) error { return nil },
+			OnNewClient: func(_ string, rc redis.UniversalClient) { rc.AddHook(nullHook{}) },
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := c.WaitReady(ctx); err != nil {
+			b.Fatal(err)
+		}
+		name := map[bool]string{false: "off", true: "on"}[hedge]
+		b.Run("hedge-"+name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = c.Get(ctx, benchKey).Err()
+			}
+		})
+		b.Run("hedge-"+name+"-parallel", func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetParallelism(8)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					_ = c.Get(ctx, benchKey).Err()
+				}
+			})
+		})
+		c.Close()
+	}
+}
+
 // BenchmarkRedis compares GET, SET and a 10-command pipeline through a
 // Client and through a plain *redis.Client on the same local redis-server,
 // on one goroutine and on 16.

@@ -40,3 +40,11 @@ func FuzzSingleRead(f *testing.F) {
 	f.Add([]byte("*1\r\n$999999999\r\n"))
 	f.Fuzz(func(t *testing.T, p []byte) { singleRead(p) })
 }
+
+// BenchmarkSingleRead: the scan of a GET's write.
+func BenchmarkSingleRead(b *testing.B) {
+	p := []byte("*2\r\n$3\r\nget\r\n$3\r\nkey\r\n")
+	for b.Loop() {
+		singleRead(p)
+	}
+}
