@@ -73,6 +73,11 @@ type File struct {
 	DisableFailback bool     `yaml:"disable_failback"`
 	WaitWhenAllDown bool     `yaml:"wait_when_all_down"`
 	ReplayWrites    bool     `yaml:"replay_writes"`
+
+	LatencySwitchAfter Duration `yaml:"latency_switch_after"`
+	DisableLatencyTies bool     `yaml:"disable_latency_ties"`
+	HedgeReads         bool     `yaml:"hedge_reads"`
+	HedgeDelay         Duration `yaml:"hedge_delay"`
 }
 
 // EndpointFile is one endpoint in the YAML document: set exactly one of
@@ -303,6 +308,10 @@ func (f *File) options() (*geofailover.Options, error) {
 		DisableFailback:            f.DisableFailback,
 		WaitWhenAllDown:            f.WaitWhenAllDown,
 		ReplayWrites:               f.ReplayWrites,
+		LatencySwitchAfter:         time.Duration(f.LatencySwitchAfter),
+		DisableLatencyTies:         f.DisableLatencyTies,
+		HedgeReads:                 f.HedgeReads,
+		HedgeDelay:                 time.Duration(f.HedgeDelay),
 	}
 	lag := strings.ToLower(f.HealthCheck) == "lag"
 	if check, ok := redisChecks[strings.ToLower(f.HealthCheck)]; ok {

@@ -1,10 +1,12 @@
 package config_test
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/geofailover/geofailover"
 	"github.com/geofailover/geofailover/config"
 	"github.com/geofailover/geofailover/failovertest"
 )
@@ -32,6 +34,10 @@ health_check_interval: 500ms
 grace_period: 20s
 failback_delay: 1m
 replay_writes: true
+hedge_reads: true
+hedge_delay: 7ms
+latency_switch_after: 1m30s
+disable_latency_ties: true
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -41,7 +47,8 @@ replay_writes: true
 		t.Errorf("endpoints %+v", opts.Endpoints)
 	}
 	if opts.HealthCheckInterval != 500*time.Millisecond || opts.GracePeriod != 20*time.Second ||
-		opts.FailbackDelay != time.Minute || !opts.ReplayWrites || opts.HealthCheck == nil {
+		opts.FailbackDelay != time.Minute || !opts.ReplayWrites || opts.HealthCheck == nil ||
+		!opts.HedgeReads || opts.HedgeDelay != 7*time.Millisecond || opts.LatencySwitchAfter != 90*time.Second || !opts.DisableLatencyTies {
 		t.Errorf("options %+v", opts)
 	}
 }
@@ -114,4 +121,22 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("unclear error %q", err)
 		}
 	})
+}
+
+// TestEveryScalarOptionHasAKey: the package doc promises a key for every
+// scalar field of geofailover.Options; a new option without one fails here.
+func TestEveryScalarOptionHasAKey(t *testing.T) {
+	file := reflect.TypeOf(config.File{})
+	opts := reflect.TypeOf(geofailover.Options{})
+	for i := range opts.NumField() {
+		f := opts.Field(i)
+		switch f.Type.Kind() {
+		case reflect.Bool, reflect.Int, reflect.Int64, reflect.Float64, reflect.String:
+		default:
+			continue // endpoints, functions, loggers: set by code
+		}
+		if _, ok := file.FieldByName(f.Name); !ok {
+			t.Errorf("Options.%s has no key in config.File", f.Name)
+		}
+	}
 }
