@@ -318,7 +318,9 @@ func (h *inlineCall) release() {
 // attempt if the hedge answers first while the caller still waits.
 func (h *inlineCall) fire() {
 	h.mu.Lock()
-	if h.state != inlineArmed || !h.c.hedges.take() {
+	// A fire from the call's previous use, which stopped its timer too
+	// late, finds a new call that is not due yet: it leaves it alone.
+	if h.state != inlineArmed || monoNow()-h.started < int64(h.delay) || !h.c.hedges.take() {
 		h.mu.Unlock()
 		return
 	}

@@ -123,7 +123,6 @@ func New(o Options) (*Check, error) {
 		o.Redis = geofailover.PingCheck
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.Proxy = nil
 	if o.TLSConfig != nil {
 		tr.TLSClientConfig = o.TLSConfig.Clone()
 	}
