@@ -71,18 +71,23 @@ func (w *connWatch) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pr
 	return next
 }
 
-// cutLate cuts every connection still waiting for the answer to a single
-// read sent between the monotonic times from and to (see monoNow): the
-// first attempt of the read whose hedge answered, which began at from,
-// and any other read sent within that window and still unanswered (it is
-// late too; its caller replays it on the fallback).
+// cutLate cuts the connection of the first attempt of the read whose hedge
+// answered: of the connections still waiting for the answer to a single
+// read sent between the monotonic times from (when that read began) and to
+// (see monoNow), the one that sent first. Reads of other callers are left
+// alone: each has its own timer and hedge.
 func (w *connWatch) cutLate(from, to int64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	var first *watchedConn
+	var firstAt int64
 	for c := range w.conns {
-		if s := c.sentAt.Load(); s >= from && s <= to && c.cut.CompareAndSwap(false, true) {
-			_ = c.Conn.SetReadDeadline(pastDeadline)
+		if s := c.sentAt.Load(); s >= from && s <= to && (first == nil || s < firstAt) {
+			first, firstAt = c, s
 		}
+	}
+	if first != nil && first.cut.CompareAndSwap(false, true) {
+		_ = first.Conn.SetReadDeadline(pastDeadline)
 	}
 }
 
