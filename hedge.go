@@ -17,15 +17,16 @@ import (
 // answer from the active endpoint after the hedge delay is also sent to
 // the fallback; the first answer wins. Two ways, by endpoint:
 //
-//   - processHedgedInline, for endpoints we build from URL or Options: the
+//   - processHedgedInline, for endpoints we build from URL, Options or
+//     FailoverOptions (a *redis.Client, see connWatch.attach): the
 //     first attempt runs on the caller's goroutine, on the caller's command,
 //     as an unhedged read does; a pooled timer sends the hedge, on a copy,
 //     from the timer's goroutine; if the hedge answers first, the first
 //     attempt's connection is cut (hedgeconn.go) and the caller returns the
-//     hedge's answer. A read costs one allocation more than an unhedged one
+//     hedge's answer. A read costs no allocation more than an unhedged one
 //     and no goroutine unless it is hedged.
-//   - processHedged, for Cluster, Sentinel and Client endpoints, whose
-//     connections we cannot cut: both attempts run on copies, each on a
+//   - processHedged, for Cluster and Client endpoints, whose connections
+//     we do not cut: both attempts run on copies, each on a
 //     goroutine of its own, so the loser can be abandoned: it ends by
 //     itself (its answer, its error, or the caller's deadline), its outcome
 //     still counts against its endpoint, and its connection goes back to
@@ -214,6 +215,12 @@ func (c *Client) processHedged(ctx context.Context, r *route, cmd redis.Cmder) e
 	}
 }
 
+// answered reports an attempt that got an answer: success or an error
+// reply, not the caller's context ending.
+func answered(err error) bool {
+	return failureOf(err) == failNone && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+}
+
 // runAttempt is one attempt of a hedged read, on its own goroutine. It
 // records its outcome against e, as attempt does, but leaves the caller's
 // Trace to processHedged (the attempt may outlive the call).
@@ -390,9 +397,12 @@ func (c *Client) processHedgedInline(ctx context.Context, r *route, cmd redis.Cm
 	h.mu.Unlock()
 	defer h.release()
 
-	if errors.Is(err, errCut) && !hedging {
+	switch {
+	case errors.Is(err, errCut) && !hedging:
 		e.live.neutralNB.Add(1) // cut for another read's hedge: not this endpoint's failure
-	} else {
+	case errors.Is(err, errCut):
+		c.record(ctx, e, errCutTimeout, start, false, false)
+	default:
 		c.record(ctx, e, err, start, false, false)
 	}
 	e.live.completed.Add(1)
@@ -400,15 +410,19 @@ func (c *Client) processHedgedInline(ctx context.Context, r *route, cmd redis.Cm
 		e.live.rtt.observe(time.Duration(monoNow() - h.started)) // one read in four: a clock read saved
 	}
 	first := hedgeResult{e: e, cmd: cmd, err: err, kind: firstAttempt}
-	if failureOf(err) == failNone {
+	if answered(err) {
 		return c.hedgeDone(ctx, cmd, first, hedging, nil)
 	}
 	if hedging {
-		res := <-h.done
-		if failureOf(res.err) == failNone {
+		// The first attempt failed, or ran out the caller's deadline: the
+		// hedge's answer, if it has one, is what the caller wants.
+		if res := <-h.done; answered(res.err) {
 			return c.hedgeDone(ctx, cmd, res, true, err)
 		}
 		return c.hedgeDone(ctx, cmd, first, true, err)
+	}
+	if failureOf(err) == failNone {
+		return c.hedgeDone(ctx, cmd, first, false, nil) // the caller gave up
 	}
 	// Failed before the delay: a read may be replayed (processOne's rules).
 	next := c.retryTarget(ctx, r)

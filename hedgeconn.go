@@ -2,6 +2,7 @@ package geofailover
 
 import (
 	"context"
+	"errors"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -25,14 +26,21 @@ import (
 // non-blocking command, other than SCAN, can be cut.
 
 // errCut is the error of a read cut because a hedge answered first. It is
-// a timeout: the endpoint did not answer in time.
-var errCut error = cutError{}
+// deliberately not a timeout (no Timeout method): go-redis retries
+// timeouts on the same server (a cluster client does), and a cut read must
+// return at once. Its own read's cut is counted as errCutTimeout.
+var errCut = errors.New("geofailover: read cut: its hedge answered first")
 
-type cutError struct{}
+// errCutTimeout is how the cut of a read's own first attempt is counted
+// against its endpoint: as a timeout (it did not answer in time while the
+// fallback did).
+var errCutTimeout error = cutTimeout{}
 
-func (cutError) Error() string   { return "geofailover: read cut: its hedge answered first" }
-func (cutError) Timeout() bool   { return true }
-func (cutError) Temporary() bool { return true }
+type cutTimeout struct{}
+
+func (cutTimeout) Error() string   { return "geofailover: no answer before the hedge's" }
+func (cutTimeout) Timeout() bool   { return true }
+func (cutTimeout) Temporary() bool { return true }
 
 // connWatch is the set of one endpoint's traffic connections. It is a
 // go-redis hook that only wraps dials.
@@ -63,6 +71,20 @@ func (w *connWatch) DialHook(next redis.DialHook) redis.DialHook {
 		}
 		return wc, nil
 	}
+}
+
+// attach watches the connections of a member we built, if it is a
+// standalone or Sentinel client (a *redis.Client). A cluster client's
+// nodes are not watched: go-redis's cluster client handles a cut
+// connection by dialling again within the same call (seen in a test that
+// froze the key's master: most reads still waited for their deadline), so
+// Cluster endpoints keep hedging with a goroutine per read (processHedged).
+func (w *connWatch) attach(member redis.UniversalClient) bool {
+	m, ok := member.(*redis.Client)
+	if ok {
+		m.AddHook(w)
+	}
+	return ok
 }
 
 func (w *connWatch) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
@@ -101,10 +123,14 @@ type watchedConn struct {
 	// has been read yet (monoNow), or 0.
 	sentAt atomic.Int64
 	cut    atomic.Bool
+	// answered: a byte has been read. Until then the connection is being
+	// set up (HELLO, AUTH) for the command that dialled it, and any write
+	// may be cut: on a frozen server a new connection's setup hangs too.
+	answered atomic.Bool
 }
 
 func (c *watchedConn) Write(p []byte) (int, error) {
-	if singleRead(p) {
+	if !c.answered.Load() || singleRead(p) {
 		c.sentAt.Store(monoNow())
 	} else {
 		c.sentAt.Store(0)
@@ -119,6 +145,9 @@ func (c *watchedConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if n > 0 {
 		c.sentAt.Store(0)
+		if !c.answered.Load() {
+			c.answered.Store(true)
+		}
 	}
 	if err != nil && c.cut.Load() {
 		err = errCut

@@ -63,9 +63,10 @@ func (s *supervisor) add(spec Endpoint) (*endpoint, error) {
 		weight:   spec.Weight,
 		window:   window.New(s.cfg.bucketCount, s.cfg.BreakerBucket),
 	}
-	if rc, ok := member.(*redis.Client); ok && owned && s.cfg.HedgeReads {
-		e.watch = newConnWatch()
-		rc.AddHook(e.watch)
+	if owned && s.cfg.HedgeReads {
+		if w := newConnWatch(); w.attach(member) {
+			e.watch = w
+		}
 	}
 	if owned {
 		s.announce(spec.Name, member)
@@ -328,8 +329,8 @@ func (s *supervisor) replaceMember(e *endpoint) redis.UniversalClient {
 		return nil // the spec was valid when the endpoint was added
 	}
 	e.cold = true // warmed before failback (see warm)
-	if rc, ok := fresh.(*redis.Client); ok && e.watch != nil {
-		rc.AddHook(e.watch)
+	if e.watch != nil {
+		e.watch.attach(fresh)
 	}
 	s.announce(e.name, fresh)
 	return e.member.Swap(&memberRef{fresh}).c

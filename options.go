@@ -157,11 +157,11 @@ type Options struct {
 	// itself; its outcome still counts against its endpoint). Never for
 	// writes, blocking commands, transactions, pipelines, Watch or Pub/Sub.
 	// Hedges are at most HedgeBudget (5 %) of hedgeable reads over time,
-	// plus a burst of HedgeBurst (100). On an endpoint built from URL or
-	// Options the first attempt runs on the caller's goroutine and is cut
-	// when the hedge answers first (it then counts as a timeout against its
-	// endpoint); on Cluster, Sentinel and Client endpoints it runs on a
-	// goroutine of its own. Default false. See EndpointStatus.Calls for the
+	// plus a burst of HedgeBurst (100). On an endpoint built from URL,
+	// Options or FailoverOptions the first attempt runs on the caller's
+	// goroutine and is cut when the hedge answers first (it then counts as a
+	// timeout against its endpoint); on Cluster and Client endpoints it runs
+	// on a goroutine of its own. Default false. See EndpointStatus.Calls for the
 	// counts.
 	HedgeReads bool
 	// HedgeDelay is how long a hedgeable read waits for the active endpoint
