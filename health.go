@@ -225,7 +225,6 @@ func (s *supervisor) onCheck(r checkResult) {
 	if e.health != prev {
 		s.emit(Event{Kind: EventHealthChanged, At: r.at, Endpoint: e.name, Health: e.health, PrevHealth: prev, Err: r.err})
 	}
-	s.trackLatency(r.at)
 }
 
 // suspect asks for a health check of e now, because something that does not

@@ -107,7 +107,7 @@ func hedgeable(cmd redis.Cmder) bool {
 		return false
 	}
 	f := commandFlags(cmd)
-	return f&cmdtable.ReadOnly != 0 && f&cmdtable.Blocking == 0 && reflect.TypeOf(cmd).Kind() == reflect.Pointer
+	return f&cmdtable.ReadOnly != 0 && f&cmdtable.Blocking == 0
 }
 
 type hedgeResult struct {
@@ -225,18 +225,12 @@ func answered(err error) bool {
 // records its outcome against e, as attempt does, but leaves the caller's
 // Trace to processHedged (the attempt may outlive the call).
 func (c *Client) runAttempt(ctx context.Context, e *endpoint, cmd redis.Cmder, kind attemptKind, h *hedgeCall) {
-	start := time.Now()
-	e.live.started.Add(1)
+	began := monoNow()
+	start := c.begin(e, false)
 	err := e.client().Process(ctx, cmd)
-	took := time.Since(start)
-	slowStart := time.Time{}
-	if c.cfg.SlowCallThreshold > 0 {
-		slowStart = start
-	}
-	c.record(ctx, e, err, slowStart, kind != firstAttempt, false)
-	e.live.completed.Add(1)
+	c.settle(ctx, e, false, start, err, kind != firstAttempt)
 	if err == nil && kind == firstAttempt {
-		e.live.rtt.observe(took)
+		e.live.rtt.observe(time.Duration(monoNow() - began))
 	}
 	h.results <- hedgeResult{e: e, cmd: cmd, err: err, kind: kind}
 	h.release()
@@ -359,8 +353,7 @@ func (h *inlineCall) fire() {
 	f.live.hedged.Add(1)
 	start := c.begin(f, false)
 	err := f.client().Process(ctx, clone)
-	c.record(ctx, f, err, start, true, false)
-	f.live.completed.Add(1)
+	c.settle(ctx, f, false, start, err, true)
 
 	h.mu.Lock()
 	if h.state == inlineHedging && failureOf(err) == failNone {

@@ -155,12 +155,18 @@ func (c *Client) begin(e *endpoint, blocking bool) (start time.Time) {
 // end closes what begin opened and records the outcome against e (and in
 // the caller's Trace, if any).
 func (c *Client) end(ctx context.Context, e *endpoint, blocking bool, start time.Time, err error, retry bool) {
+	c.settle(ctx, e, blocking, start, err, retry)
+	if tracing.Load() {
+		traceAttempt(ctx, e, err)
+	}
+}
+
+// settle is end without the Trace, for attempts that may outlive their
+// call (hedged reads fill the Trace themselves).
+func (c *Client) settle(ctx context.Context, e *endpoint, blocking bool, start time.Time, err error, retry bool) {
 	c.record(ctx, e, err, start, retry, blocking)
 	if !blocking {
 		e.live.completed.Add(1) // after the outcome's own counter (see supervisor.drain)
-	}
-	if tracing.Load() {
-		traceAttempt(ctx, e, err)
 	}
 }
 

@@ -316,7 +316,7 @@ func (s *supervisor) best(ok func(*endpoint) bool) *endpoint {
 // period of an endpoint that traffic left because it turned unhealthy, the
 // route and its events, and the clients of the endpoint left behind.
 func (s *supervisor) decide(now time.Time) {
-	s.trackLatency(now) // weights may have changed
+	s.trackLatency(now) // after new check results or weights
 	target := s.choose(now)
 	if s.pinned != nil && target != s.pinned {
 		s.pinned, s.pinForced = nil, false // the pinned endpoint failed: the normal rules apply
