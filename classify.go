@@ -3,8 +3,10 @@ package geofailover
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"strings"
+	"syscall"
 
 	"github.com/redis/go-redis/v9"
 
@@ -14,12 +16,14 @@ import (
 // DefaultIsEndpointFailure is the one rule for what counts against an
 // endpoint's breaker (README: "What counts as a failure"). Errors that say
 // nothing about the endpoint's health do not count: redis.Nil, ordinary
-// server replies such as WRONGTYPE, syntax errors or NOSCRIPT, and the
-// caller's own cancellation (a context that ended before the command was
-// sent never counts, whatever IsEndpointFailure says). Transport
-// errors (dial, EOF, reset, timeouts), a closed or exhausted pool, and the
-// server replies LOADING, MASTERDOWN, READONLY, CLUSTERDOWN, TRYAGAIN,
-// NOAUTH, WRONGPASS and "max number of clients reached" do count.
+// server replies such as WRONGTYPE, syntax errors or NOSCRIPT, errors
+// go-redis raises on the client side without asking the server (a bad
+// argument, a command refused because client-side caching is on, a client
+// that was closed), and the caller's own cancellation (a context that ended
+// before the command was sent never counts, whatever IsEndpointFailure
+// says). Transport errors (dial, EOF, reset, timeouts), an exhausted pool,
+// and the server replies LOADING, MASTERDOWN, READONLY, CLUSTERDOWN,
+// TRYAGAIN, NOAUTH, WRONGPASS and "max number of clients reached" do count.
 //
 // Replace it with Options.IsEndpointFailure; a replacement may call this one.
 func DefaultIsEndpointFailure(err error) bool {
@@ -32,7 +36,44 @@ func DefaultIsEndpointFailure(err error) bool {
 	if isReply(err) {
 		return isRefusingReply(err)
 	}
+	return !isClientSide(err)
+}
+
+// isClientSide reports an error that go-redis raised without the server's
+// part: a closed client (ours, replaced at a switch, or the app's), or one
+// of its "redis: ..." refusals of a command or an argument. Such an error
+// says nothing about the endpoint, and sending the command elsewhere would
+// meet it again. go-redis's few messages that do report an endpoint it
+// cannot reach or understand (clientSideEndpointErrors) are not this.
+func isClientSide(err error) bool {
+	if errors.Is(err, redis.ErrClosed) {
+		return true
+	}
+	if isTransportError(err) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return false
+	}
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return false
+	}
+	msg := err.Error()
+	if !strings.HasPrefix(msg, "redis: ") {
+		return false
+	}
+	for _, prefix := range clientSideEndpointErrors {
+		if strings.HasPrefix(msg, prefix) {
+			return false
+		}
+	}
 	return true
+}
+
+// clientSideEndpointErrors are go-redis errors (not server replies) that
+// do say the endpoint cannot serve: no node or sentinel could be reached,
+// or what it sent could not be read.
+var clientSideEndpointErrors = []string{
+	"redis: cluster has no nodes", "redis: all sentinels", "redis: all ring shards are down",
+	"redis: can't parse", "redis: connection unusable", "redis: invalid reply",
 }
 
 // isReply reports an error that is a server's reply (not the connection's).
@@ -144,6 +185,9 @@ func failureOf(err error) failure {
 			return failUnsent // refused, not run
 		}
 		return failNone
+	}
+	if isClientSide(err) {
+		return failNone // refused by go-redis, not sent; it would be refused anywhere
 	}
 	return failAmbiguous
 }

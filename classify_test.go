@@ -2,6 +2,7 @@ package geofailover
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -21,7 +22,12 @@ func TestDefaultIsEndpointFailure(t *testing.T) {
 		{redis.Nil, false},
 		{context.Canceled, false},
 		{fmt.Errorf("wrapped: %w", context.Canceled), false},
-		{redis.ErrClosed, true},
+		{redis.ErrClosed, false}, // a client closed on our side
+		{errors.New("redis: HELLO with arguments is not allowed when client-side caching is enabled"), false},
+		{errors.New("redis: invalid bitcount index"), false},
+		{fmt.Errorf("redis: can't parse %q", "x"), true},
+		{errors.New("redis: cluster has no nodes"), true},
+		{errors.New("some other library's error"), true},
 		{io.EOF, true},
 		{dial, true},
 		{context.DeadlineExceeded, true},

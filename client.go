@@ -118,7 +118,12 @@ func New(opts *Options) (*Client, error) {
 	return c, nil
 }
 
-func newFront(h routingHook, dial func(context.Context, string, string) (net.Conn, error)) *redis.Client {
+// newFront builds a go-redis client that serves the Client's command
+// methods: h (if any) takes every command before it would be written.
+// Only the Pub/Sub front (no hook) ever dials, and then its connection's
+// own setup (HELLO, ...) goes to the bridge it dialled, never through the
+// routing hook to a traffic connection.
+func newFront(h redis.Hook, dial func(context.Context, string, string) (net.Conn, error)) *redis.Client {
 	if dial == nil {
 		dial = func(context.Context, string, string) (net.Conn, error) { return nil, errFrontDial }
 	}
@@ -132,7 +137,9 @@ func newFront(h routingHook, dial func(context.Context, string, string) (net.Con
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
 		Dialer:                   dial,
 	})
-	f.AddHook(h)
+	if h != nil {
+		f.AddHook(h)
+	}
 	return f
 }
 

@@ -13,6 +13,8 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/geofailover/geofailover/internal/window"
 )
 
@@ -29,7 +31,8 @@ var propertySeeds = flag.Int("property.seeds", 300, "random option sets and faul
 //     since that endpoint's last failure (a failed check or its breaker
 //     opening), and never closes a breaker without one;
 //  2. it never counts a failure the endpoint did not cause: a command whose
-//     deadline was spent leaves every counter alone, and an endpoint that
+//     deadline was spent leaves every counter alone, an error go-redis
+//     raised on the client side counts nothing, and an endpoint that
 //     never failed never has its breaker opened nor turns unhealthy;
 //  3. it never leaves the client without an active endpoint while one that
 //     never failed has passed a check, nor while any endpoint's last check
@@ -255,7 +258,13 @@ func runInvariants(t *testing.T, seed uint64) {
 			m := simOf(e)
 			switch m.state {
 			case simUp:
-				c.end(ctx, e, false, c.begin(e, false), nil, false)
+				// Now and then an error go-redis raises on the client
+				// side: it must not count against the endpoint.
+				var err error
+				if rng.IntN(8) == 0 {
+					err = clientSideErrors[rng.IntN(len(clientSideErrors))]
+				}
+				c.end(ctx, e, false, c.begin(e, false), err, false)
 			case simDown:
 				c.end(ctx, e, false, c.begin(e, false), io.EOF, false)
 			case simFrozen:
@@ -364,6 +373,13 @@ func runInvariants(t *testing.T, seed uint64) {
 }
 
 var errLagging = errors.New("replication lag over tolerance")
+
+// clientSideErrors are errors go-redis raises without asking the server.
+var clientSideErrors = []error{
+	redis.ErrClosed,
+	errors.New("redis: HELLO with arguments is not allowed when client-side caching is enabled"),
+	errors.New("redis: invalid bitcount index"),
+}
 
 // simBase draws an endpoint's round trip: near, or one of two farther.
 func simBase(rng *rand.Rand) time.Duration {

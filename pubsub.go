@@ -41,10 +41,11 @@ import (
 // was in place (the gap) are not delivered. Use Streams (XADD/XREAD) where
 // that matters.
 
-// pubsubFront is the go-redis client behind Subscribe; its dialer opens a
-// bridge.
+// newPubSubFront is the go-redis client behind Subscribe; its dialer opens
+// a bridge. It has no routing hook: everything it sends, its connections'
+// setup included, goes to the bridge.
 func (c *Client) newPubSubFront() *redis.Client {
-	return newFront(routingHook{c: c}, func(context.Context, string, string) (net.Conn, error) {
+	return newFront(nil, func(context.Context, string, string) (net.Conn, error) {
 		return c.openBridge()
 	})
 }

@@ -54,7 +54,7 @@ func (c *Client) awaitRoute(ctx context.Context, r *route) (*route, error) {
 // switched, else the fallback. It returns nil when there is nowhere to go or
 // ctx leaves too little time.
 func (c *Client) retryTarget(ctx context.Context, r *route) *endpoint {
-	if d, ok := ctx.Deadline(); ok && time.Until(d) < retryBudgetFloor {
+	if !hasRetryBudget(ctx) {
 		return nil
 	}
 	if cur := c.route.Load(); cur.active != nil && cur.active != r.active && cur.active != r.avoid {
@@ -79,6 +79,9 @@ func (c *Client) process(ctx context.Context, cmd redis.Cmder) error {
 	}
 	if sc, ok := cmd.(*redis.ScanCmd); ok {
 		return c.processScan(ctx, r, sc)
+	}
+	if isBlocking(cmd) {
+		return c.processBlocking(ctx, r, cmd)
 	}
 	r = c.anticipate(r)
 	if c.cfg.HedgeReads && r.fallback != nil && r.fallback != r.active && hedgeable(cmd) {
@@ -124,6 +127,87 @@ func (c *Client) processOne(ctx context.Context, r *route, cmd redis.Cmder) (*en
 		return next, c.attempt(ctx, next, cmd, true)
 	}
 	return r.active, err
+}
+
+// processBlocking sends a blocking command to the active endpoint, and
+// never ahead of a switch to the standby (as anticipate does for other
+// commands): a wait begun there could outlast the supervisor's decision.
+// If it failed unsent, or may have been applied but is safe to replay, it
+// is sent once more to the endpoint that has traffic once the supervisor
+// has decided (awaitDecision): the one it switched to, or the same one if
+// it kept it.
+func (c *Client) processBlocking(ctx context.Context, r *route, cmd redis.Cmder) error {
+	if c.anticipate(r) != r {
+		// The active endpoint has failed enough to be left: wait for
+		// the switch rather than begin a wait there.
+		var err error
+		if r, err = c.awaitDecision(ctx, r.active); err != nil {
+			cmd.SetErr(err)
+			return err
+		}
+	}
+	err := c.attempt(ctx, r.active, cmd, false)
+	if err == nil {
+		return nil
+	}
+	switch f := failureOf(err); {
+	case f == failNone, f == failAmbiguous && !c.replayable(ctx, cmd):
+	case !hasRetryBudget(ctx):
+	default:
+		next, aerr := c.awaitDecision(ctx, r.active)
+		if aerr != nil {
+			break
+		}
+		r.active.live.countRetry(f)
+		r = next
+		err = c.attempt(ctx, r.active, cmd, true)
+	}
+	if errors.Is(err, errInterrupted) {
+		// Traffic left the endpoint before the command was sent, twice.
+		err = &EndpointChangedError{Op: cmd.Name(), From: r.active.name, To: nameOf(c.route.Load().active), At: time.Now()}
+		cmd.SetErr(err)
+	}
+	return err
+}
+
+// decisionWait bounds how long awaitDecision waits for the supervisor to
+// settle an endpoint's fate: the time a health check may take, for the
+// check a failure asks for at once, and a little more to decide.
+func (c *Client) decisionWait() time.Duration {
+	return c.cfg.HealthCheckTimeout + c.cfg.HealthCheckTimeout/4
+}
+
+// awaitDecision returns the route once the active endpoint is other than
+// failed, waiting for that at most decisionWait (then the route as it is:
+// the supervisor kept failed), bounded by ctx. It waits for an endpoint
+// while none is active as awaitRoute does.
+func (c *Client) awaitDecision(ctx context.Context, failed *endpoint) (*route, error) {
+	r := c.route.Load()
+	if r.active == failed {
+		timer := time.NewTimer(c.decisionWait())
+		defer timer.Stop()
+	wait:
+		for r.active == failed {
+			select {
+			case <-r.changed:
+				r = c.route.Load()
+			case <-timer.C:
+				break wait
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+	}
+	if r.active == nil {
+		return c.awaitRoute(ctx, r)
+	}
+	return r, nil
+}
+
+// hasRetryBudget reports whether ctx leaves time to send a command again.
+func hasRetryBudget(ctx context.Context) bool {
+	d, ok := ctx.Deadline()
+	return !ok || time.Until(d) >= retryBudgetFloor
 }
 
 // attempt sends cmd to e once and records the outcome against e.

@@ -1,0 +1,205 @@
+package geofailover_test
+
+// Tests that the Client is never worse than the plain *redis.Client it
+// replaces, on a healthy or merely paused server (issue 19). Each compares
+// against plain go-redis where a control applies.
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/geofailover/geofailover"
+	"github.com/geofailover/geofailover/failovertest"
+)
+
+// A subscription must not re-handshake a traffic connection: the Pub/Sub
+// front's own connection setup (HELLO 2) once went through the routing hook
+// to the active endpoint's pool, turning that connection to RESP2.
+func TestSubscribeKeepsTrafficProtocol(t *testing.T) {
+	east, west := failovertest.StartServer(t), failovertest.StartServer(t)
+	c := newClient(t, &geofailover.Options{Endpoints: []geofailover.Endpoint{
+		// One traffic connection: any re-handshake shows on every reply.
+		{Name: "east", Weight: 1, Options: &redis.Options{Addr: east.Addr, PoolSize: 1}},
+		{Name: "west", Weight: 0.5, Options: &redis.Options{Addr: west.Addr, PoolSize: 1}},
+	}})
+	plain := redis.NewClient(&redis.Options{Addr: east.Addr, PoolSize: 1})
+	defer plain.Close()
+	ctx := ctxFor(t, testTimeout)
+	if err := c.HSet(ctx, "h", "f", "v").Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, cl := range []redis.UniversalClient{plain, c} {
+		ps := cl.Subscribe(ctx, "news")
+		if _, err := ps.Receive(ctx); err != nil {
+			t.Fatal(err)
+		}
+		defer ps.Close()
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	bad := map[string]int{}
+	for range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 10 {
+				for name, cl := range map[string]redis.UniversalClient{"plain": plain, "geofailover": c} {
+					v, err := cl.Do(ctx, "HGETALL", "h").Result()
+					if _, ok := v.(map[any]any); err != nil || !ok {
+						mu.Lock()
+						bad[name]++
+						mu.Unlock()
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if len(bad) > 0 {
+		t.Fatalf("HGETALL replies that are not maps after a Subscribe (of 500 each): %v", bad)
+	}
+	if n := resp2Conns(t, east); n != 0 {
+		t.Fatalf("%d of east's connections were switched to RESP2", n)
+	}
+}
+
+// resp2Conns counts s's connections that speak RESP2. Every client in
+// these tests asks for RESP3 (go-redis's default).
+func resp2Conns(t *testing.T, s *failovertest.Server) int {
+	t.Helper()
+	list, err := direct(t, s).ClientList(ctxFor(t, testTimeout)).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, line := range strings.Split(list, "\n") {
+		if slices.Contains(strings.Fields(line), "resp=2") {
+			n++
+		}
+	}
+	return n
+}
+
+// With go-redis's client-side caching on the endpoints, the refused HELLO
+// (a client-side error) once counted against each endpoint in turn: a
+// failover storm caused by one Subscribe.
+func TestSubscribeWithClientSideCaching(t *testing.T) {
+	east, west := failovertest.StartServer(t, failovertest.WithMinVersion("7.0")), failovertest.StartServer(t, failovertest.WithMinVersion("7.0"))
+	csc := func(addr string) *redis.Options {
+		return &redis.Options{Addr: addr, Protocol: 3, ClientSideCacheConfig: &redis.ClientSideCacheConfig{}}
+	}
+	c := newClient(t, &geofailover.Options{
+		Endpoints: []geofailover.Endpoint{
+			{Name: "east", Weight: 1, Options: csc(east.Addr)},
+			{Name: "west", Weight: 0.5, Options: csc(west.Addr)},
+		},
+		HealthCheckInterval: 100 * time.Millisecond,
+	})
+	events, stop := c.Events(100)
+	defer stop()
+	ctx := ctxFor(t, testTimeout)
+	for i := range 20 {
+		ps := c.Subscribe(ctx, fmt.Sprint("news", i))
+		if _, err := ps.Receive(ctx); err != nil {
+			t.Fatal(err)
+		}
+		defer ps.Close()
+		if err := c.Set(ctx, "k", i, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.After(time.Second)
+	for {
+		select {
+		case ev := <-events:
+			if ev.Kind == geofailover.EventSwitch || ev.Kind == geofailover.EventBreakerOpened {
+				t.Fatalf("a subscription with client-side caching caused %v", ev)
+			}
+		case <-deadline:
+			for _, st := range c.Status() {
+				if st.Calls.Failed != 0 {
+					t.Fatalf("%s counted %d failures: %v", st.Name, st.Calls.Failed, st.LastError)
+				}
+			}
+			return
+		}
+	}
+}
+
+// A blocking command that never reached a server is retried once, on the
+// endpoint traffic moves to, as the README promises; it once failed with
+// an unexported "switched away before the blocking command was sent" when
+// it was steered to the standby before the supervisor had switched, and
+// its Trace claimed an attempt on the dead endpoint or none at all.
+func TestBlockingRetriedAcrossKills(t *testing.T) {
+	east, west := failovertest.StartServer(t), failovertest.StartServer(t)
+	c := clientFor(t, east, west, fast)
+	ctx := ctxFor(t, 2*testTimeout)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var failures []string
+	var popped int
+	wg.Add(2)
+	go func() { // producer
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+			_ = c.RPush(ctx, "jobs", i).Err()
+		}
+	}()
+	go func() { // consumer
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			var tr geofailover.Trace
+			_, err := c.BLPop(geofailover.WithTrace(ctx, &tr), time.Second, "jobs").Result()
+			mu.Lock()
+			switch {
+			case err == nil:
+				popped++
+				if tr.Endpoint == "" || tr.Attempts < 1 || tr.Attempts > 2 {
+					failures = append(failures, fmt.Sprintf("a served BLPOP's trace: %+v", tr))
+				}
+			case err == redis.Nil:
+			case geofailover.NotApplied(err) && c.Active() != "":
+				// It never reached a server while one was up: it should
+				// have been retried there.
+				failures = append(failures, fmt.Sprintf("%v (trace: %+v)", err, tr))
+			}
+			mu.Unlock()
+		}
+	}()
+	for range 4 {
+		time.Sleep(200 * time.Millisecond)
+		if err := east.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		failovertest.WaitActive(t, c, "west")
+		time.Sleep(200 * time.Millisecond)
+		if err := east.Restart(); err != nil {
+			t.Fatal(err)
+		}
+		failovertest.WaitActive(t, c, "east")
+	}
+	close(stop)
+	wg.Wait()
+	t.Logf("%d popped", popped)
+	if len(failures) > 0 {
+		t.Fatalf("%d blocking commands failed unsent while a standby was up; the first: %v", len(failures), failures[:min(5, len(failures))])
+	}
+}
