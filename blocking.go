@@ -94,6 +94,9 @@ func (c *Client) attemptBlocking(ctx context.Context, e *endpoint, cmd redis.Cmd
 		return errInterrupted
 	}
 	err := client.Process(ctx, cmd)
+	if err != nil && c.closing() {
+		err = closedInFlight(cmd, err)
+	}
 	if tracing.Load() {
 		traceAttempt(ctx, e, err)
 	}

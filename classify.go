@@ -140,6 +140,14 @@ func callerGaveUp(ctx context.Context, err error) bool {
 	return cerr != nil && errors.Is(err, cerr)
 }
 
+// provenDown reports a failure that proves the endpoint cannot serve now
+// (refused, reset, closed, a refusing reply such as LOADING), as opposed
+// to a timeout, which may only mean it is slow or paused. An endpoint
+// whose failures are timeouts keeps traffic when no other can take it.
+func provenDown(err error) bool {
+	return err != nil && !isTimeout(err)
+}
+
 // isTimeout reports a deadline error, from the socket or from a context.
 func isTimeout(err error) bool {
 	if errors.Is(err, context.DeadlineExceeded) {
@@ -170,7 +178,10 @@ const (
 // each kind of command during a switch"). It is the one
 // place that decides whether a failed command may have been applied.
 func failureOf(err error) failure {
+	var cif *closedInFlightError
 	switch {
+	case errors.As(err, &cif):
+		return failNone // the Client is closing: nowhere to go
 	case err == nil, errors.Is(err, redis.Nil),
 		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded),
 		errors.Is(err, ErrNoHealthyEndpoint):

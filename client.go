@@ -59,6 +59,7 @@ type Client struct {
 	psFront       *redis.Client  // serves Subscribe & co. through bridges (pubsub.go)
 	bridges       sync.WaitGroup // Pub/Sub bridge goroutines
 	hedges        hedgeBudget    // what hedged reads may still send (hedge.go)
+	hedgeWork     hedgeWork      // hedged reads' goroutines, for Close
 	bridgeMu      sync.Mutex     // orders openBridge against Close
 	allDown       atomic.Bool    // no endpoint can take traffic (checks run faster)
 	bridgesClosed bool
@@ -377,6 +378,7 @@ func (c *Client) Close() error {
 		c.bridgeMu.Unlock()
 		c.bridges.Wait()
 		c.closeErr = c.sup.closeAll()
+		c.hedgeWork.closeAndWait() // their clients are closed: they end now
 		c.front.Close()
 		c.txFront.Close()
 		c.events.close()

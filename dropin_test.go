@@ -5,7 +5,10 @@ package geofailover_test
 // against plain go-redis where a control applies.
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -201,5 +204,171 @@ func TestBlockingRetriedAcrossKills(t *testing.T) {
 	t.Logf("%d popped", popped)
 	if len(failures) > 0 {
 		t.Fatalf("%d blocking commands failed unsent while a standby was up; the first: %v", len(failures), failures[:min(5, len(failures))])
+	}
+}
+
+// A paused server with nowhere else to go must keep its traffic: commands
+// wait for their own deadlines, as with plain go-redis. CLIENT PAUSE is
+// what a planned server failover or upgrade does; the stall rule once
+// opened the breaker and every command then failed fast as all-down.
+func TestPausedServerKeepsTraffic(t *testing.T) {
+	for _, setup := range []string{"one endpoint", "standby down"} {
+		t.Run(setup, func(t *testing.T) {
+			east := failovertest.StartServer(t)
+			eps := []geofailover.Endpoint{{Name: "east", Weight: 1, Options: &redis.Options{Addr: east.Addr}}}
+			if setup == "standby down" {
+				west := failovertest.StartServer(t)
+				eps = append(eps, geofailover.Endpoint{Name: "west", Weight: 0.5, Options: &redis.Options{Addr: west.Addr}})
+				if err := west.Kill(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			c := newClient(t, &geofailover.Options{Endpoints: eps})
+			plain := redis.NewClient(&redis.Options{Addr: east.Addr})
+			defer plain.Close()
+			failed := map[string]int{}
+			var firstErr error
+			var mu sync.Mutex
+			var wg sync.WaitGroup
+			stop := make(chan struct{})
+			for name, cl := range map[string]redis.UniversalClient{"plain": plain, "geofailover": c} {
+				for range 4 {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for {
+							select {
+							case <-stop:
+								return
+							default:
+							}
+							ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+							err := cl.Get(ctx, "k").Err()
+							cancel()
+							if err != nil && err != redis.Nil {
+								mu.Lock()
+								failed[name]++
+								if name == "geofailover" && firstErr == nil {
+									firstErr = err
+								}
+								mu.Unlock()
+							}
+						}
+					}()
+				}
+			}
+			time.Sleep(200 * time.Millisecond)
+			ctx := ctxFor(t, testTimeout)
+			if err := direct(t, east).Do(ctx, "CLIENT", "PAUSE", 1500, "ALL").Err(); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(2500 * time.Millisecond)
+			close(stop)
+			wg.Wait()
+			if failed["plain"] != 0 {
+				t.Fatalf("the control failed %d GETs", failed["plain"])
+			}
+			if failed["geofailover"] != 0 {
+				t.Fatalf("%d GETs failed during a 1.5 s pause with nowhere else to go (plain go-redis: 0); the first: %v", failed["geofailover"], firstErr)
+			}
+		})
+	}
+}
+
+// A command waiting at Close (a consumer's BLPOP, a GET on a paused
+// server) returns an error that errors.Is(err, ErrClosed) recognises, so a
+// consumer loop can tell shutdown from an outage; NotApplied is false for
+// it (the server may have run it).
+func TestInFlightAtClose(t *testing.T) {
+	for _, kind := range []string{"blpop", "get on a paused server"} {
+		t.Run(kind, func(t *testing.T) {
+			east, west := failovertest.StartServer(t), failovertest.StartServer(t)
+			c, err := geofailover.New(&geofailover.Options{Endpoints: []geofailover.Endpoint{
+				{Name: "east", Weight: 1, Options: &redis.Options{Addr: east.Addr}},
+				{Name: "west", Weight: 0.5, Options: &redis.Options{Addr: west.Addr}},
+			}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			ctx := ctxFor(t, testTimeout)
+			if err := c.WaitReady(ctx); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			if kind == "blpop" {
+				go func() { done <- c.BLPop(ctx, 0, "jobs").Err() }()
+				waitBlocked(t, east, 1)
+			} else {
+				if err := c.Ping(ctx).Err(); err != nil {
+					t.Fatal(err)
+				}
+				pause(t, east)
+				go func() { done <- c.Get(ctx, "k").Err() }()
+				time.Sleep(100 * time.Millisecond)
+			}
+			if err := c.Close(); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case err := <-done:
+				if !errors.Is(err, geofailover.ErrClosed) || geofailover.NotApplied(err) {
+					t.Fatalf("in flight at Close: %v (errors.Is ErrClosed %v, NotApplied %v), want ErrClosed, maybe applied",
+						err, errors.Is(err, geofailover.ErrClosed), geofailover.NotApplied(err))
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("still waiting 10 s after Close")
+			}
+		})
+	}
+}
+
+// Close waits for every goroutine the client started, the attempts of
+// hedged reads and the hedge timer's callback included: right after Close
+// returns, none is left (the README's promise; goleak would only see them
+// later, at the end of the package).
+func TestCloseWaitsForHedges(t *testing.T) {
+	for _, given := range []bool{false, true} {
+		t.Run(map[bool]string{false: "built", true: "client"}[given], func(t *testing.T) {
+			east, west := failovertest.StartServer(t), failovertest.StartServer(t)
+			opts := &geofailover.Options{HedgeReads: true, HedgeDelay: time.Nanosecond, Endpoints: []geofailover.Endpoint{
+				{Name: "east", Weight: 1, URL: "redis://" + east.Addr},
+				{Name: "west", Weight: 0.5, URL: "redis://" + west.Addr},
+			}}
+			frozen := west // the hedge's goes to west and waits there
+			if given {
+				for i, srv := range []*failovertest.Server{east, west} {
+					rc := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: -1})
+					defer rc.Close()
+					opts.Endpoints[i].URL, opts.Endpoints[i].Client = "", rc
+				}
+				frozen = east // the first attempt waits on east; the hedge answers
+			}
+			c, err := geofailover.New(opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			ctx := ctxFor(t, testTimeout)
+			must(t, c.WaitReady(ctx))
+			failovertest.WaitActive(t, c, "east")
+			for range 5 {
+				must(t, c.Ping(ctx).Err()) // connections in place before the freeze
+			}
+			pause(t, frozen)
+			for range 5 {
+				if err := c.Get(ctx, "k").Err(); err != redis.Nil {
+					t.Fatalf("GET: %v", err)
+				}
+			}
+			must(t, c.Close())
+			buf := make([]byte, 1<<20)
+			stacks := string(buf[:runtime.Stack(buf, true)])
+			for _, fn := range []string{"(*Client).runAttempt", "(*inlineCall).fire"} {
+				if strings.Contains(stacks, fn) {
+					t.Fatalf("after Close, a goroutine is still in %s", fn)
+				}
+			}
+		})
 	}
 }

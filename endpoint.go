@@ -51,6 +51,10 @@ type endpoint struct {
 	healthySince time.Time
 	firstFailAt  time.Time // first failed check of the current run
 	lastErr      error
+	// downHard: the latest failure seen here (a check's or a command's)
+	// proves the endpoint cannot serve now, rather than that it is slow:
+	// anything but a timeout (see provenDown). A passed check clears it.
+	downHard bool
 	// heldBack is why the latest health check held the endpoint back (a
 	// *HoldBackError's reason), or nil.
 	heldBack    error

@@ -132,6 +132,22 @@ func (e *HoldBackError) Error() string { return "geofailover: endpoint held back
 // Unwrap returns the reason.
 func (e *HoldBackError) Unwrap() error { return e.Err }
 
+// closedInFlightError is what a command gets that was on its way, or
+// waiting for its reply, when the Client was closed: it satisfies
+// errors.Is(err, ErrClosed), so a consumer loop can tell shutdown from an
+// outage, but not NotApplied (the server may have run it).
+type closedInFlightError struct {
+	op    string
+	cause error // what the closed connection gave
+}
+
+func (e *closedInFlightError) Error() string {
+	return fmt.Sprintf("%v: Close interrupted %s (%v)", ErrClosed, e.op, e.cause)
+}
+
+// Is reports a match with ErrClosed.
+func (e *closedInFlightError) Is(target error) bool { return target == ErrClosed }
+
 // errInterrupted is what a blocking command gets when traffic left its
 // endpoint before it was sent: unsent (see isUnsent), so it is retried on
 // the new endpoint.

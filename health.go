@@ -207,13 +207,14 @@ func (s *supervisor) onCheck(r checkResult) {
 		if started := r.at.Add(-r.latency); started.After(e.stallSince) {
 			e.stallSince = started // the server answered: it is not hung
 		}
-		e.passes, e.fails, e.lastPassed = e.passes+1, 0, true
+		e.passes, e.fails, e.lastPassed, e.downHard = e.passes+1, 0, true, false
 		e.observeCheckRTT(r.latency)
 		if prev != Healthy && (prev == HealthUnknown || e.passes >= s.cfg.HealthyAfter) {
 			e.health, e.healthySince = Healthy, r.at
 		}
 	} else {
 		e.passes, e.fails, e.lastPassed, e.lastErr = 0, e.fails+1, false, r.err
+		e.downHard = provenDown(r.err)
 		e.passingSince = time.Time{}
 		if e.fails == 1 {
 			e.firstFailAt = r.at

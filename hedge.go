@@ -99,6 +99,50 @@ func (r *rtt) hedgeDelay() time.Duration {
 	return min(max(d, MinHedgeDelay), maxHedgeWait)
 }
 
+// hedgeWork counts the goroutines hedged reads run (attempts on a
+// goroutine of their own, and the hedge timer's callback while it sends),
+// so that Close can wait for them. After closeAndWait, enter refuses.
+type hedgeWork struct {
+	mu     sync.Mutex
+	n      int
+	closed bool
+	idle   chan struct{} // closed when n drops to 0 after closeAndWait began
+}
+
+// enter counts one more goroutine at work; false once Close has begun.
+func (w *hedgeWork) enter() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return false
+	}
+	w.n++
+	return true
+}
+
+func (w *hedgeWork) leave() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.n--; w.n == 0 && w.idle != nil {
+		close(w.idle)
+		w.idle = nil
+	}
+}
+
+// closeAndWait refuses new work and waits for the work under way.
+func (w *hedgeWork) closeAndWait() {
+	w.mu.Lock()
+	w.closed = true
+	if w.n == 0 {
+		w.mu.Unlock()
+		return
+	}
+	idle := make(chan struct{})
+	w.idle = idle
+	w.mu.Unlock()
+	<-idle
+}
+
 // hedgeable reports whether cmd may be hedged: Redis flags it read-only
 // and it cannot block (the replay table), and it is not a SCAN (its
 // cursor belongs to one endpoint). Options.ReplayWrites does not widen it.
@@ -162,6 +206,10 @@ func (c *Client) processHedged(ctx context.Context, r *route, cmd redis.Cmder) e
 	if delay == 0 {
 		delay = r.active.live.rtt.hedgeDelay()
 	}
+	if !c.hedgeWork.enter() {
+		cmd.SetErr(ErrClosed)
+		return ErrClosed
+	}
 	h := hedgeCalls.Get().(*hedgeCall)
 	h.refs.Store(2)
 	go c.runAttempt(ctx, r.active, copyCmd(cmd), firstAttempt, h)
@@ -208,6 +256,9 @@ func (c *Client) processHedged(ctx context.Context, r *route, cmd redis.Cmder) e
 			next, kind = r.fallback, hedgeAttempt
 			next.live.hedged.Add(1)
 		}
+		if !c.hedgeWork.enter() {
+			continue // closing: the first attempt's answer (ErrClosed) is near
+		}
 		sent = true
 		pending++
 		h.refs.Add(1)
@@ -225,6 +276,15 @@ func answered(err error) bool {
 // records its outcome against e, as attempt does, but leaves the caller's
 // Trace to processHedged (the attempt may outlive the call).
 func (c *Client) runAttempt(ctx context.Context, e *endpoint, cmd redis.Cmder, kind attemptKind, h *hedgeCall) {
+	defer c.hedgeWork.leave()
+	if !e.owned {
+		// Close does not close a client we were given: it cancels the
+		// attempts waiting on it instead.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer context.AfterFunc(c.ctx, cancel)()
+		defer cancel()
+	}
 	began := monoNow()
 	start := c.begin(e, false)
 	err := e.client().Process(ctx, cmd)
@@ -343,6 +403,12 @@ func (h *inlineCall) fire() {
 		h.mu.Unlock()
 		return
 	}
+	work := &h.c.hedgeWork // h.c is cleared when the last reference is released
+	if !work.enter() {
+		h.mu.Unlock()
+		return // closing
+	}
+	defer work.leave()
 	h.state = inlineHedging
 	h.refs.Add(1)
 	c, ctx, r, clone := h.c, h.ctx, h.r, h.clone
@@ -390,14 +456,11 @@ func (c *Client) processHedgedInline(ctx context.Context, r *route, cmd redis.Cm
 	h.mu.Unlock()
 	defer h.release()
 
-	switch {
-	case errors.Is(err, errCut) && !hedging:
-		e.live.neutralNB.Add(1) // cut for another read's hedge: not this endpoint's failure
-	case errors.Is(err, errCut):
-		c.record(ctx, e, errCutTimeout, start, false, false)
-	default:
-		c.record(ctx, e, err, start, false, false)
+	counted := err // a cut for another read's hedge counts neither way (record)
+	if hedging && errors.Is(err, errCut) {
+		counted = errCutTimeout // its own cut: it did not answer before its hedge
 	}
+	c.record(ctx, e, counted, start, false, false)
 	e.live.completed.Add(1)
 	if err == nil && h.uses%4 == 0 {
 		e.live.rtt.observe(time.Duration(monoNow() - h.started)) // one read in four: a clock read saved

@@ -1,6 +1,11 @@
 package geofailover
 
-import "testing"
+import (
+	"context"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+)
 
 // TestSingleRead: only a write that is exactly one read-only, non-blocking
 // command other than SCAN can be cut.
@@ -46,5 +51,27 @@ func BenchmarkSingleRead(b *testing.B) {
 	p := []byte("*2\r\n$3\r\nget\r\n$3\r\nkey\r\n")
 	for b.Loop() {
 		singleRead(p)
+	}
+}
+
+// A read cut for another read's hedge says nothing about its endpoint,
+// on every path: a Watch transaction's or a Conn's command (pinnedHook)
+// once counted it as a failure.
+func TestCutCountsNeitherWay(t *testing.T) {
+	cfg, err := validate(&Options{Endpoints: []Endpoint{{Name: "e", Weight: 1, URL: "redis://127.0.0.1:1"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &Client{cfg: cfg, wake: make(chan struct{}, 1)}
+	e := &endpoint{name: "e"}
+	cut := func(context.Context, redis.Cmder) error { return errCut }
+	cutPipe := func(context.Context, []redis.Cmder) error { return errCut }
+	for _, guard := range []bool{false, true} {
+		h := pinnedHook{c: c, e: e, guardExec: guard}
+		_ = h.ProcessHook(cut)(context.Background(), redis.NewStringCmd(context.Background(), "get", "k"))
+		_ = h.ProcessPipelineHook(cutPipe)(context.Background(), []redis.Cmder{redis.NewStringCmd(context.Background(), "get", "k")})
+	}
+	if calls := e.live.calls(); calls.Failed != 0 || e.live.consecutive.Load() != 0 || calls.Served != 0 {
+		t.Fatalf("cut reads on the Watch/Conn path counted: %+v, run of %d", calls, e.live.consecutive.Load())
 	}
 }

@@ -44,7 +44,11 @@ var propertySeeds = flag.Int("property.seeds", 300, "random option sets and faul
 //     when no eligible endpoint is free of it, and never leaves an active
 //     endpoint that can still serve for a held-back one, nor because the
 //     active one is held back; it leaves one that can still serve only for
-//     a higher weight, or for the same weight and clearly faster checks.
+//     a higher weight, or for the same weight and clearly faster checks;
+//  6. it never drops the active endpoint, when no other can take the
+//     traffic, unless a failure proved it down (a reset or refusal, not a
+//     timeout: a slow or paused server keeps its traffic, as it would
+//     with a plain client).
 //
 // A failing seed is printed; rerun it with GEOFAILOVER_SEED=n.
 func TestSupervisorInvariants(t *testing.T) {
@@ -82,7 +86,11 @@ func (s simState) String() string { return [...]string{"up", "down", "frozen"}[s
 type simEndpoint struct {
 	e       *endpoint
 	state   simState
-	everBad bool          // has been down or frozen at some point
+	everBad bool // has been down or frozen at some point
+	// refused: the latest failure the supervisor was given here proves
+	// the endpoint down (a reset), not slow (a timeout); a passed check
+	// that is not stale clears it.
+	refused bool
 	lagging bool          // its checks pass but hold it back
 	base    time.Duration // its round trip, before jitter
 	// verified: a check that started after the endpoint's last failure
@@ -169,7 +177,7 @@ func runInvariants(t *testing.T, seed uint64) {
 	ctx := context.Background()
 	spent, cancel := context.WithDeadline(ctx, time.Now().Add(-time.Second))
 	defer cancel()
-	timeoutErr := errors.New("i/o timeout")
+	var timeoutErr error = simTimeout{}
 	pinnedForced := false
 
 	start := time.Now()
@@ -204,12 +212,18 @@ func runInvariants(t *testing.T, seed uint64) {
 			if m.checking && !now.Before(m.checkDue) {
 				m.checking = false
 				var err error
-				if m.state != simUp {
+				switch {
+				case m.state == simDown:
 					err = io.EOF
-				} else if m.lagging {
+				case m.state == simFrozen:
+					err = timeoutErr
+				case m.lagging:
 					err = HoldBack(errLagging)
 				}
 				stale := m.checkEpoch != m.e.epoch.Load()
+				if !stale {
+					m.refused = err == io.EOF
+				}
 				s.onCheck(checkResult{ep: m.e, epoch: m.checkEpoch, err: err, latency: now.Sub(m.checkStart), at: now})
 				if m.state != simUp {
 					m.verified = false
@@ -267,6 +281,7 @@ func runInvariants(t *testing.T, seed uint64) {
 				c.end(ctx, e, false, c.begin(e, false), err, false)
 			case simDown:
 				c.end(ctx, e, false, c.begin(e, false), io.EOF, false)
+				m.refused = true
 			case simFrozen:
 				c.begin(e, false)
 				m.hung = append(m.hung, now.Add(100*time.Millisecond))
@@ -279,6 +294,7 @@ func runInvariants(t *testing.T, seed uint64) {
 					keep = append(keep, d)
 				} else {
 					c.end(ctx, m.e, false, time.Time{}, timeoutErr, false)
+					m.refused = false
 				}
 			}
 			m.hung = keep
@@ -365,6 +381,11 @@ func runInvariants(t *testing.T, seed uint64) {
 				fail("no active endpoint and the route's error is %v", r.err)
 			}
 		}
+		// 6. A slow endpoint keeps traffic when no other can take it:
+		// traffic is dropped only from an endpoint proven down.
+		if prev != nil && r.active == nil && !prev.removed && !simOf(prev).refused {
+			fail("no active endpoint: %s was left though its latest failure was a timeout, not a refusal", prev.name)
+		}
 		// 4. The early steer does not outlive the step.
 		if r.active != nil && r.fallback != nil && cfg.rule.Consecutive > 0 && r.active.live.consecutive.Load() >= cfg.rule.Consecutive {
 			fail("after a step, commands are still steered from %s (run of %d failures) to %s", r.active.name, r.active.live.consecutive.Load(), r.fallback.name)
@@ -373,6 +394,13 @@ func runInvariants(t *testing.T, seed uint64) {
 }
 
 var errLagging = errors.New("replication lag over tolerance")
+
+// simTimeout is a socket's deadline error (a net.Error that timed out).
+type simTimeout struct{}
+
+func (simTimeout) Error() string   { return "i/o timeout" }
+func (simTimeout) Timeout() bool   { return true }
+func (simTimeout) Temporary() bool { return true }
 
 // clientSideErrors are errors go-redis raises without asking the server.
 var clientSideErrors = []error{

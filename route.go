@@ -218,7 +218,24 @@ func (c *Client) attempt(ctx context.Context, e *endpoint, cmd redis.Cmder, retr
 	}
 	start := c.begin(e, blocking)
 	err := e.client().Process(ctx, cmd)
+	if err != nil && c.closing() {
+		err = closedInFlight(cmd, err)
+	}
 	c.end(ctx, e, blocking, start, err, retry)
+	return err
+}
+
+// closing reports whether Close has begun.
+func (c *Client) closing() bool { return c.ctx != nil && c.ctx.Err() != nil }
+
+// closedInFlight is err, the failure of cmd cut short by Close, as a
+// *closedInFlightError (set on cmd too).
+func closedInFlight(cmd redis.Cmder, err error) error {
+	if errors.As(err, new(*closedInFlightError)) {
+		return err
+	}
+	err = &closedInFlightError{op: cmd.Name(), cause: err}
+	cmd.SetErr(err)
 	return err
 }
 
@@ -304,6 +321,16 @@ func (c *Client) attemptPipeline(ctx context.Context, e *endpoint, cmds []redis.
 	_ = p.BatchProcess(ctx, cmds...)
 	start := c.begin(e, blocking)
 	_, err := p.Exec(ctx)
+	if err != nil && c.closing() {
+		for _, cmd := range cmds {
+			if cmd.Err() != nil {
+				closedInFlight(cmd, cmd.Err())
+			}
+		}
+		if !errors.As(err, new(*closedInFlightError)) {
+			err = &closedInFlightError{op: "pipeline", cause: err}
+		}
+	}
 	c.end(ctx, e, blocking, start, err, retry)
 	return err
 }
@@ -315,6 +342,15 @@ func (c *Client) attemptPipeline(ctx context.Context, e *endpoint, cmds []redis.
 // so the success path adds nothing here; the caller counts the completion.
 func (c *Client) record(ctx context.Context, e *endpoint, err error, start time.Time, retry, blocking bool) {
 	s := &e.live
+	if errors.Is(err, errCut) {
+		// Cut because another read's hedge answered first (hedgeconn.go):
+		// says nothing about e. (A read's own cut is counted by
+		// processHedgedInline as errCutTimeout.)
+		if !blocking {
+			s.neutralNB.Add(1)
+		}
+		return
+	}
 	if err == nil || callerGaveUp(ctx, err) || !c.cfg.IsEndpointFailure(err) {
 		if err != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
 			if !blocking {

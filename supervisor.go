@@ -138,7 +138,7 @@ func (s *supervisor) observe(e *endpoint, now time.Time) {
 		e.suspect()
 	}
 	if b := e.live.lastErr.Load(); b != nil && c.Failures > 0 {
-		e.lastErr = b.err
+		e.lastErr, e.downHard = b.err, provenDown(b.err)
 	}
 	switch e.breaker {
 	case BreakerClosed:
@@ -234,6 +234,10 @@ func (s *supervisor) grace(level int) time.Duration {
 //     endpoint, if the best is held back);
 //   - else, since anything beats nothing, the active endpoint if its last
 //     check passed, or the highest-weight endpoint whose last check passed;
+//   - else the active endpoint if nothing proves it cannot serve (it is
+//     slow or paused: its failures are timeouts and stalls, not refusals
+//     or resets): with nowhere else to go, commands wait for their own
+//     deadlines there, as with a plain client;
 //   - else nil: all endpoints are down.
 //
 // Usable means healthy, breaker closed and out of the grace period;
@@ -274,6 +278,9 @@ func (s *supervisor) choose(now time.Time) *endpoint {
 			return a
 		}
 		best = s.best(func(e *endpoint) bool { return !e.removed && e.lastPassed })
+		if best == nil && a != nil && !a.removed && !a.downHard {
+			return a
+		}
 	}
 	if best != nil && !s.started {
 		for _, e := range s.eps {

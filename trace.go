@@ -50,15 +50,16 @@ func traceAttempt(ctx context.Context, e *endpoint, err error) {
 
 // NotApplied reports whether err proves that the command it came from was
 // not executed: the Client sent it nowhere (ErrNoHealthyEndpoint,
-// ErrClosed, an EndpointChangedError for EXEC or SCAN), it never reached a
+// ErrClosed before it was sent, an EndpointChangedError for EXEC or SCAN), it never reached a
 // server (refused dial, closed or exhausted pool), or the server refused it
 // without running it (LOADING, READONLY, ...). A failed write for which it
 // is false may or may not have been applied (its answer was lost to a
 // timeout, EOF or reset, or a blocking command was interrupted).
 func NotApplied(err error) bool {
 	var ece *EndpointChangedError
+	var cif *closedInFlightError
 	switch {
-	case err == nil:
+	case err == nil, errors.As(err, &cif):
 		return false
 	case errors.Is(err, ErrNoHealthyEndpoint), errors.Is(err, ErrClosed):
 		return true
