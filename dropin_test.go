@@ -372,3 +372,32 @@ func TestCloseWaitsForHedges(t *testing.T) {
 		})
 	}
 }
+
+// Hooks added with AddHook see a transaction as a plain client's do:
+// [multi ... exec] (they once saw only the commands inside).
+func TestHooksSeeMultiExec(t *testing.T) {
+	srv := failovertest.StartServer(t)
+	ctx := ctxFor(t, testTimeout)
+	plain := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	defer plain.Close()
+	c := oneEndpoint(t, &redis.Options{Addr: srv.Addr}, nil)
+	seen := map[string][]string{}
+	for name, cl := range map[string]redis.UniversalClient{"plain": plain, "geofailover": c} {
+		h := &namesHook{}
+		cl.AddHook(h)
+		cmds, err := cl.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.Set(ctx, "k", 1, 0)
+			p.Get(ctx, "k")
+			return nil
+		})
+		if err != nil || len(cmds) != 2 || cmds[1].(*redis.StringCmd).Val() != "1" {
+			t.Fatalf("%s: TxPipelined = %v, %v", name, cmds, err)
+		}
+		// Not the setup of a connection go-redis opened for the call (the
+		// README says why the client's hooks do not see it).
+		seen[name] = slices.DeleteFunc(h.names, func(n string) bool { return n == "hello" || n == "client" })
+	}
+	if !slices.Equal(seen["plain"], seen["geofailover"]) {
+		t.Fatalf("hooks saw %v through the client, %v through plain go-redis", seen["geofailover"], seen["plain"])
+	}
+}

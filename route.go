@@ -426,7 +426,11 @@ func (h routingHook) ProcessHook(redis.ProcessHook) redis.ProcessHook {
 func (h routingHook) ProcessPipelineHook(redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	if h.tx {
 		return func(ctx context.Context, cmds []redis.Cmder) error {
-			return h.c.hooks.Load().txPipeline(ctx, cmds)
+			chain := h.c.hooks.Load()
+			if len(chain.user) == 0 {
+				return h.c.processPipeline(ctx, cmds, true)
+			}
+			return chain.txPipeline(ctx, wrapMultiExec(ctx, cmds))
 		}
 	}
 	return func(ctx context.Context, cmds []redis.Cmder) error {
@@ -450,7 +454,7 @@ func (c *Client) newHookChain(hooks []redis.Hook) *hookChain {
 		user:       hooks,
 		process:    c.process,
 		pipeline:   func(ctx context.Context, cmds []redis.Cmder) error { return c.processPipeline(ctx, cmds, false) },
-		txPipeline: func(ctx context.Context, cmds []redis.Cmder) error { return c.processPipeline(ctx, cmds, true) },
+		txPipeline: func(ctx context.Context, cmds []redis.Cmder) error { return c.processTxWrapped(ctx, cmds) },
 	}
 	for i := len(hooks) - 1; i >= 0; i-- {
 		if p := hooks[i].ProcessHook(h.process); p != nil {
@@ -464,4 +468,34 @@ func (c *Client) newHookChain(hooks []redis.Hook) *hookChain {
 		}
 	}
 	return h
+}
+
+// wrapMultiExec returns cmds between a MULTI and an EXEC, as go-redis hands
+// a transaction to its hooks: the app's hooks see what they would see on a
+// plain client.
+func wrapMultiExec(ctx context.Context, cmds []redis.Cmder) []redis.Cmder {
+	wrapped := make([]redis.Cmder, 0, len(cmds)+2)
+	wrapped = append(wrapped, redis.NewStatusCmd(ctx, "multi"))
+	wrapped = append(wrapped, cmds...)
+	return append(wrapped, redis.NewSliceCmd(ctx, "exec"))
+}
+
+// processTxWrapped runs a transaction that the app's hooks saw wrapped in
+// MULTI and EXEC (wrapMultiExec): the commands between them go to the
+// endpoint as one transaction, and MULTI and EXEC get the outcome a plain
+// client gives them.
+func (c *Client) processTxWrapped(ctx context.Context, cmds []redis.Cmder) error {
+	n := len(cmds)
+	if n < 2 || cmds[0].Name() != "multi" || cmds[n-1].Name() != "exec" {
+		return c.processPipeline(ctx, cmds, true) // a hook rewrote it
+	}
+	err := c.processPipeline(ctx, cmds[1:n-1], true)
+	if multi, ok := cmds[0].(*redis.StatusCmd); ok && err == nil {
+		multi.SetVal("OK")
+	}
+	if err != nil {
+		cmds[0].SetErr(err)
+		cmds[n-1].SetErr(err)
+	}
+	return err
 }
