@@ -17,38 +17,40 @@ import (
 // waits on the new endpoint. A blocking command on a hung endpoint thus
 // returns at the switch instead of at its own timeout.
 //
-// To interrupt them, an endpoint built from URL or Options runs its
-// blocking commands on a go-redis client of their own; a switch away
-// replaces that client with a fresh one and closes the old one, which closes
-// every connection it had, waiting commands included. Endpoints given as a
-// ready Client, and blocking commands inside pipelines, are not interrupted.
+// To interrupt them, every endpoint we build (from URL, Options,
+// ClusterOptions or FailoverOptions) runs its blocking commands on a go-redis
+// client of their own, of the same kind as its traffic client; a switch
+// away replaces that client with a fresh one and closes the old one, which
+// closes every connection it had, waiting commands included. Endpoints
+// given as a ready Client, and blocking commands inside pipelines, are not
+// interrupted.
 
 // blockingPool is an endpoint's client for blocking commands.
 type blockingPool struct {
-	opts   *redis.Options
-	onNew  func(*redis.Client) // Options.OnNewClient for this endpoint, if any
-	client atomic.Pointer[redis.Client]
+	build  func() redis.UniversalClient // a fresh client for blocking commands
+	onNew  func(redis.UniversalClient)  // Options.OnNewClient for this endpoint, if any
+	client atomic.Pointer[blockingClient]
 	epoch  atomic.Uint64 // counts interruptions
 	mu     sync.Mutex    // serializes interrupt and close
 	closed bool
 }
 
-func newBlockingPool(o *redis.Options, onNew func(*redis.Client)) *blockingPool {
-	o.MinIdleConns = 0
-	o.ClientName = internalName(o.ClientName, "blocking")
-	b := &blockingPool{opts: o, onNew: onNew}
+type blockingClient struct{ redis.UniversalClient }
+
+func newBlockingPool(build func() redis.UniversalClient, onNew func(redis.UniversalClient)) *blockingPool {
+	b := &blockingPool{build: build, onNew: onNew}
 	b.client.Store(b.newClient())
 	return b
 }
 
 // newClient builds a client for blocking commands and hands it to onNew
 // (outside b.mu) before it serves a command.
-func (b *blockingPool) newClient() *redis.Client {
-	c := redis.NewClient(b.opts)
+func (b *blockingPool) newClient() *blockingClient {
+	c := b.build()
 	if b.onNew != nil {
 		b.onNew(c)
 	}
-	return c
+	return &blockingClient{c}
 }
 
 // interrupt ends every blocking command waiting on the pool's connections:
@@ -82,14 +84,15 @@ func (e *endpoint) interruptBlocking() {
 
 // attemptBlocking sends a blocking command to e once. If a switch away from
 // e interrupts it, it returns an *EndpointChangedError and charges nothing
-// to e; if the switch came before it was sent, it fails unsent (and is
-// retried on the new endpoint).
+// to e; if traffic had left e before it was sent, it fails unsent
+// (errInterrupted, and is retried where traffic is).
 func (c *Client) attemptBlocking(ctx context.Context, e *endpoint, cmd redis.Cmder) error {
 	b := e.blocking
 	ep := b.epoch.Load()
 	client := b.client.Load()
-	if cur := c.route.Load(); cur.active != nil && cur.active != e {
-		// Traffic has already left e: do not start waiting there.
+	if cur := c.route.Load(); cur.active != nil && cur.active != e || b.epoch.Load() != ep {
+		// Traffic has already left e (the client may be replaced): do
+		// not start waiting there.
 		cmd.SetErr(errInterrupted)
 		return errInterrupted
 	}
@@ -101,9 +104,10 @@ func (c *Client) attemptBlocking(ctx context.Context, e *endpoint, cmd redis.Cmd
 		traceAttempt(ctx, e, err)
 	}
 	if err != nil && b.epoch.Load() != ep {
-		if failureOf(err) == failUnsent {
-			return err // the client was replaced before the command went out
-		}
+		// Interrupted by a switch. Whatever the error says (a cluster
+		// client reports its closed node as redis.ErrClosed), the command
+		// may have been sent: if the client was replaced in the moment
+		// before it was written, this errs on the safe side.
 		to := ""
 		if cur := c.route.Load(); cur.active != nil {
 			to = cur.active.name

@@ -401,3 +401,54 @@ func TestHooksSeeMultiExec(t *testing.T) {
 		t.Fatalf("hooks saw %v through the client, %v through plain go-redis", seen["geofailover"], seen["plain"])
 	}
 }
+
+// Blocking commands on every kind of endpoint we build are interrupted
+// when traffic leaves it, by SwitchTo and by failback too (Cluster and
+// Sentinel endpoints once had no pool of their own for them: a BLPOP went
+// on waiting on the region traffic had left).
+func TestBlockingInterruptedOnEveryTopology(t *testing.T) {
+	for _, kind := range []string{"standalone", "cluster", "sentinel"} {
+		t.Run(kind, func(t *testing.T) {
+			var eps []geofailover.Endpoint
+			for _, name := range []string{"east", "west"} {
+				ep := geofailover.Endpoint{Name: name, Weight: map[string]float64{"east": 1, "west": 0.5}[name]}
+				switch kind {
+				case "standalone":
+					ep.Options = failovertest.StartServer(t).Options()
+				case "cluster":
+					ep.ClusterOptions = failovertest.StartCluster(t, 3).Options()
+				case "sentinel":
+					ep.FailoverOptions = failovertest.StartSentinelGroup(t, 0).Options()
+				}
+				eps = append(eps, ep)
+			}
+			c := newClient(t, &geofailover.Options{Endpoints: eps, HealthCheckInterval: 100 * time.Millisecond,
+				GracePeriod: 300 * time.Millisecond, FailbackDelay: 200 * time.Millisecond})
+			failovertest.WaitActive(t, c, "east")
+			failovertest.WaitHealth(t, c, "west", geofailover.Healthy)
+			ctx := ctxFor(t, testTimeout)
+			blpop := func(move func()) {
+				t.Helper()
+				from := c.Active()
+				done := make(chan error, 1)
+				go func() { done <- c.BLPop(ctx, 0, "jobs").Err() }()
+				time.Sleep(200 * time.Millisecond) // waiting on from
+				move()
+				select {
+				case err := <-done:
+					if !errors.Is(err, geofailover.ErrEndpointChanged) {
+						t.Fatalf("BLPOP waiting on %s when traffic left it: %v, want ErrEndpointChanged", from, err)
+					}
+				case <-time.After(10 * time.Second):
+					t.Fatalf("BLPOP still waiting on %s 10 s after traffic left it for %s", from, c.Active())
+				}
+			}
+			blpop(func() { must(t, c.SwitchTo(ctx, "west")) }) // SwitchTo
+			blpop(func() { must(t, c.SwitchTo(ctx, "")) })     // failback, from a healthy endpoint
+			failovertest.WaitActive(t, c, "east")
+			if v, err := c.BLPop(ctx, 50*time.Millisecond, "jobs").Result(); err != redis.Nil {
+				t.Fatalf("BLPOP after the switches = %v, %v, want redis.Nil", v, err)
+			}
+		})
+	}
+}

@@ -73,14 +73,14 @@ func (s *supervisor) add(spec Endpoint) (*endpoint, error) {
 	}
 	e.member.Store(&memberRef{member})
 	s.c.scanTags.Store(e.scanTag, e.name)
-	if owned && (spec.URL != "" || spec.Options != nil) {
-		o, _ := standaloneOptions(spec) // parsed by buildMember already
-		standaloneKnobs(o).failFast(s.cfg.HealthCheckTimeout)
-		var onNew func(*redis.Client)
+	if owned {
+		var onNew func(redis.UniversalClient)
 		if s.cfg.OnNewClient != nil {
-			onNew = func(c *redis.Client) { s.announce(spec.Name, c) }
+			onNew = func(c redis.UniversalClient) { s.announce(spec.Name, c) }
 		}
-		e.blocking = newBlockingPool(o, onNew)
+		e.blocking = newBlockingPool(func() redis.UniversalClient {
+			return buildBlocking(spec, s.cfg.HealthCheckTimeout)
+		}, onNew)
 	}
 	ctx, cancel := context.WithCancel(s.c.ctx)
 	e.stopChecker = cancel
@@ -127,6 +127,30 @@ func buildMember(spec Endpoint, dialTimeout time.Duration) (redis.UniversalClien
 		sentinelKnobs(&o).failFast(dialTimeout)
 		return redis.NewFailoverClient(&o), true, nil
 	}
+}
+
+// buildBlocking returns a client for spec's blocking commands (an
+// endpoint we build): as its traffic client (buildMember), with no idle
+// connections kept and our own client name (role "blocking").
+func buildBlocking(spec Endpoint, dialTimeout time.Duration) redis.UniversalClient {
+	blocking := func(k knobs) {
+		k.failFast(dialTimeout)
+		*k.minIdleConns = 0
+		*k.clientName = internalName(*k.clientName, "blocking")
+	}
+	switch {
+	case spec.ClusterOptions != nil:
+		o := *spec.ClusterOptions
+		blocking(clusterKnobs(&o))
+		return redis.NewClusterClient(&o)
+	case spec.FailoverOptions != nil:
+		o := *spec.FailoverOptions
+		blocking(sentinelKnobs(&o))
+		return redis.NewFailoverClient(&o)
+	}
+	o, _ := standaloneOptions(spec) // parsed by buildMember already
+	blocking(standaloneKnobs(o))
+	return redis.NewClient(o)
 }
 
 // standaloneOptions returns a copy of the options of an endpoint given by
