@@ -218,16 +218,34 @@ func pipelineFailure(cmds []redis.Cmder, err error) failure {
 	return failNone
 }
 
-// replayable reports whether cmd may be sent to another endpoint after an
-// attempt that may have applied it: Redis flags it read-only and it is not
-// waiting in a blocking call, or the caller opted in (Options.ReplayWrites,
+// replayable reports whether cmd may be sent again after an attempt that
+// may have applied it: Redis flags it read-only, or running it twice is
+// harmless (PING, ECHO, INFO...; cmdtable.Harmless), and it is not waiting
+// in a blocking call; or the caller opted in (Options.ReplayWrites,
 // AllowReplay). A command the table does not know counts as a write.
 func (c *Client) replayable(ctx context.Context, cmd redis.Cmder) bool {
 	if c.cfg.ReplayWrites || replayAllowed(ctx) {
 		return true
 	}
 	f := commandFlags(cmd)
-	return f&cmdtable.ReadOnly != 0 && (f&cmdtable.Blocking == 0 || !isBlocking(cmd))
+	return f&(cmdtable.ReadOnly|cmdtable.Harmless) != 0 && (f&cmdtable.Blocking == 0 || !isBlocking(cmd))
+}
+
+// connectionDied reports a failure that says the connection was closed
+// under the command (EOF, a reset, a broken pipe), rather than that the
+// server was slow (a timeout) or unreachable (a failed dial). On a server
+// that is up, it is most often a connection the server closed while it sat
+// in the pool (QUIT, its timeout, CLIENT KILL) in the moment before the
+// command was written on it: go-redis would send the command again on a
+// fresh connection, and so do we, on the same endpoint when there is
+// nowhere else to go (retryTarget).
+func connectionDied(err error) bool {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
+		var op *net.OpError
+		return !(errors.As(err, &op) && op.Op == "dial")
+	}
+	return false
 }
 
 // commandFlags looks cmd up in the generated command table, subcommand

@@ -177,3 +177,37 @@ func TestNotApplied(t *testing.T) {
 		}
 	}
 }
+
+func TestConnectionDied(t *testing.T) {
+	reset := &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}
+	cases := []struct {
+		err  error
+		want bool
+	}{
+		{io.EOF, true},
+		{fmt.Errorf("x: %w", io.ErrUnexpectedEOF), true},
+		{reset, true},
+		{&net.OpError{Op: "write", Net: "tcp", Err: syscall.EPIPE}, true},
+		{&net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNRESET}, false},
+		{context.DeadlineExceeded, false},
+		{proto("ERR unknown command"), false},
+		{redis.ErrClosed, false},
+	}
+	for _, tc := range cases {
+		if got := connectionDied(tc.err); got != tc.want {
+			t.Errorf("connectionDied(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+	}
+	c := &Client{cfg: &config{}}
+	ctx := context.Background()
+	for cmd, want := range map[redis.Cmder]bool{
+		redis.NewCmd(ctx, "ping"): true, redis.NewCmd(ctx, "echo", "x"): true, redis.NewCmd(ctx, "get", "k"): true,
+		redis.NewCmd(ctx, "set", "k", "v"): false, redis.NewCmd(ctx, "eval", "return 1", 0): false,
+		redis.NewCmd(ctx, "publish", "c", "m"): false, redis.NewCmd(ctx, "client", "kill", "id", 1): false,
+		redis.NewCmd(ctx, "blpop", "l", 0): false, redis.NewCmd(ctx, "nosuchmodulecommand"): false,
+	} {
+		if got := c.replayable(ctx, cmd); got != want {
+			t.Errorf("replayable(%v) = %v, want %v", cmd.Args(), got, want)
+		}
+	}
+}

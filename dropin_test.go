@@ -452,3 +452,42 @@ func TestBlockingInterruptedOnEveryTopology(t *testing.T) {
 		})
 	}
 }
+
+// A connection the server closed while it sat in the pool (QUIT, its
+// timeout, CLIENT KILL, a restart) costs no error, as with plain go-redis:
+// the command written on it never reached the server, and is sent again on
+// a fresh connection, on the same endpoint if need be.
+func TestDeadPooledConnection(t *testing.T) {
+	for _, how := range []string{"quit", "client kill"} {
+		t.Run(how, func(t *testing.T) {
+			srv := failovertest.StartServer(t)
+			ctx := ctxFor(t, testTimeout)
+			plain := redis.NewClient(&redis.Options{Addr: srv.Addr, PoolSize: 1, ClientName: "victim"})
+			defer plain.Close()
+			c := oneEndpoint(t, &redis.Options{Addr: srv.Addr, PoolSize: 1, ClientName: "victim"}, nil)
+			admin := direct(t, srv)
+			failed := map[string]int{}
+			var last error
+			for name, cl := range map[string]redis.UniversalClient{"plain": plain, "geofailover": c} {
+				for range 200 {
+					must(t, cl.Ping(ctx).Err()) // the pooled connection is in place
+					switch how {
+					case "quit":
+						if err := cl.Do(ctx, "QUIT").Err(); err != nil {
+							failed[name]++
+						}
+					case "client kill":
+						must(t, admin.Do(ctx, "CLIENT", "KILL", "SKIPME", "yes").Err())
+					}
+					if err := cl.Do(ctx, "PING").Err(); err != nil {
+						failed[name]++
+						last = err
+					}
+				}
+			}
+			if failed["geofailover"] > failed["plain"] {
+				t.Fatalf("%d of 200 commands after a %s failed (plain go-redis: %d); the last: %v", failed["geofailover"], how, failed["plain"], last)
+			}
+		})
+	}
+}

@@ -242,7 +242,7 @@ func (c *Client) processHedged(ctx context.Context, r *route, cmd redis.Cmder) e
 			}
 			// The first attempt failed before the hedge: retry it now by
 			// the replay rules (a read-only command may be replayed).
-			if next = c.retryTarget(ctx, r); next == nil {
+			if next = c.retryTarget(ctx, r, res.err); next == nil {
 				return c.hedgeDone(ctx, cmd, res, false, firstErr)
 			}
 			r.active.live.countRetry(failureOf(res.err))
@@ -481,7 +481,7 @@ func (c *Client) processHedgedInline(ctx context.Context, r *route, cmd redis.Cm
 		return c.hedgeDone(ctx, cmd, first, false, nil) // the caller gave up
 	}
 	// Failed before the delay: a read may be replayed (processOne's rules).
-	next := c.retryTarget(ctx, r)
+	next := c.retryTarget(ctx, r, err)
 	if next == nil {
 		return c.hedgeDone(ctx, cmd, first, false, err)
 	}

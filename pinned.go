@@ -27,7 +27,7 @@ func (c *Client) Watch(ctx context.Context, fn func(*redis.Tx) error, keys ...st
 	ran := false
 	err = c.watchOn(ctx, r.active, fn, &ran, keys)
 	if err != nil && !ran && failureOf(err) == failUnsent {
-		if next := c.retryTarget(ctx, r); next != nil {
+		if next := c.retryTarget(ctx, r, err); next != nil {
 			err = c.watchOn(ctx, next, fn, &ran, keys)
 		}
 	}

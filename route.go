@@ -49,19 +49,26 @@ func (c *Client) awaitRoute(ctx context.Context, r *route) (*route, error) {
 	return r, nil
 }
 
-// retryTarget returns where a command that failed unsent on r.active may
-// go once more: the new active endpoint if the supervisor has already
-// switched, else the fallback. It returns nil when there is nowhere to go or
-// ctx leaves too little time.
-func (c *Client) retryTarget(ctx context.Context, r *route) *endpoint {
+// retryTarget returns where a command that failed with err on r.active
+// (unsent, or replayable) may go once more: the new active endpoint if the
+// supervisor has already switched, else the fallback; with neither, r.active
+// itself if its connection died under the command (connectionDied: most
+// often one the server had closed while it sat in the pool) and it still
+// has the traffic. It returns nil when there is nowhere to go or ctx leaves
+// too little time.
+func (c *Client) retryTarget(ctx context.Context, r *route, err error) *endpoint {
 	if !hasRetryBudget(ctx) {
 		return nil
 	}
-	if cur := c.route.Load(); cur.active != nil && cur.active != r.active && cur.active != r.avoid {
+	cur := c.route.Load()
+	if cur.active != nil && cur.active != r.active && cur.active != r.avoid {
 		return cur.active
 	}
-	if r.fallback != r.active {
+	if r.fallback != nil && r.fallback != r.active {
 		return r.fallback
+	}
+	if cur.active == r.active && r.avoid == nil && connectionDied(err) {
+		return r.active
 	}
 	return nil
 }
@@ -122,7 +129,7 @@ func (c *Client) processOne(ctx context.Context, r *route, cmd redis.Cmder) (*en
 	default:
 		return r.active, err
 	}
-	if next := c.retryTarget(ctx, r); next != nil {
+	if next := c.retryTarget(ctx, r, err); next != nil {
 		r.active.live.countRetry(f)
 		return next, c.attempt(ctx, next, cmd, true)
 	}
@@ -300,7 +307,7 @@ func (c *Client) processPipeline(ctx context.Context, cmds []redis.Cmder, tx boo
 	default:
 		return err
 	}
-	if next := c.retryTarget(ctx, r); next != nil {
+	if next := c.retryTarget(ctx, r, err); next != nil {
 		r.active.live.countRetry(f)
 		return c.attemptPipeline(ctx, next, cmds, tx, true)
 	}

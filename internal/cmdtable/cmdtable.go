@@ -1,5 +1,6 @@
 // Package cmdtable says, for each Redis command, what the replay rules need
-// to know: whether Redis flags it read-only and whether it may block. The
+// to know: whether Redis flags it read-only, whether running it twice is
+// harmless, and whether it may block. The
 // table is generated from a real server's COMMAND reply (see gen/), never
 // typed by hand; a command it does not know (a module's, or a newer Redis's)
 // has no flags, so it is treated as a write that does not block.
@@ -22,6 +23,13 @@ const (
 	// Container: the command only groups subcommands ("object", "xinfo");
 	// look up "name|subcommand" instead.
 	Container
+	// Harmless: Redis flags the command neither "write", "may_replicate",
+	// "admin", "pubsub", "blocking" nor "noscript" (which EVAL, FCALL,
+	// EXEC and the connection commands have): PING, ECHO, INFO, TIME,
+	// read-only commands... Running it twice changes no data, sends no
+	// message and waits for nothing, so it may be sent again as a
+	// read-only command may.
+	Harmless
 )
 
 // Lookup returns the flags of a command given its lower-case name, or

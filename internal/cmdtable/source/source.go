@@ -61,7 +61,7 @@ func Read(ctx context.Context, addr string) (*Table, error) {
 	}
 	for _, name := range blockingUnflagged {
 		if f, ok := t.Flags[name]; ok {
-			t.Flags[name] = f | cmdtable.Blocking
+			t.Flags[name] = (f | cmdtable.Blocking) &^ cmdtable.Harmless
 		}
 	}
 	return t, nil
@@ -78,6 +78,7 @@ func (t *Table) add(entry any) error {
 	name, _ := fields[0].(string)
 	flags, _ := fields[2].([]any)
 	f := cmdtable.Known
+	harmless := true
 	for _, fl := range flags {
 		switch fl {
 		case "readonly":
@@ -85,6 +86,13 @@ func (t *Table) add(entry any) error {
 		case "blocking":
 			f |= cmdtable.Blocking
 		}
+		switch fl {
+		case "write", "may_replicate", "admin", "pubsub", "blocking", "noscript":
+			harmless = false
+		}
+	}
+	if harmless {
+		f |= cmdtable.Harmless
 	}
 	if len(fields) >= 10 {
 		if subs, _ := fields[9].([]any); len(subs) > 0 {
@@ -106,7 +114,7 @@ func FlagsExpr(f cmdtable.Flags) string {
 	for _, p := range []struct {
 		f    cmdtable.Flags
 		name string
-	}{{cmdtable.Known, "Known"}, {cmdtable.ReadOnly, "ReadOnly"}, {cmdtable.Blocking, "Blocking"}, {cmdtable.Container, "Container"}} {
+	}{{cmdtable.Known, "Known"}, {cmdtable.ReadOnly, "ReadOnly"}, {cmdtable.Blocking, "Blocking"}, {cmdtable.Container, "Container"}, {cmdtable.Harmless, "Harmless"}} {
 		if f&p.f != 0 {
 			parts = append(parts, p.name)
 		}
