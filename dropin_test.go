@@ -491,3 +491,118 @@ func TestDeadPooledConnection(t *testing.T) {
 		})
 	}
 }
+
+// Client-side caching (go-redis's ClientSideCacheConfig on the endpoints)
+// across switches: a key changed on the preferred region while traffic was
+// away is read fresh after traffic comes back, a key changed on the standby
+// while it serves is invalidated there, by SwitchTo and by a freeze alike,
+// and a subscription works alongside.
+func TestClientSideCachingAcrossSwitches(t *testing.T) {
+	for _, how := range []string{"switch", "freeze"} {
+		t.Run(how, func(t *testing.T) {
+			east, west := failovertest.StartServer(t, failovertest.WithMinVersion("7.0")), failovertest.StartServer(t, failovertest.WithMinVersion("7.0"))
+			csc := func(addr string) *redis.Options {
+				return &redis.Options{Addr: addr, Protocol: 3, ClientSideCacheConfig: &redis.ClientSideCacheConfig{}}
+			}
+			c := newClient(t, &geofailover.Options{
+				Endpoints: []geofailover.Endpoint{
+					{Name: "east", Weight: 1, Options: csc(east.Addr)},
+					{Name: "west", Weight: 0.5, Options: csc(west.Addr)},
+				},
+				HealthCheckInterval: 100 * time.Millisecond, HealthCheckTimeout: 100 * time.Millisecond,
+				GracePeriod: 300 * time.Millisecond, FailbackDelay: 200 * time.Millisecond,
+			})
+			failovertest.WaitActive(t, c, "east")
+			failovertest.WaitHealth(t, c, "west", geofailover.Healthy)
+			ctx := ctxFor(t, testTimeout)
+			ps := c.Subscribe(ctx, "news")
+			defer ps.Close()
+			if _, err := ps.Receive(ctx); err != nil {
+				t.Fatal(err)
+			}
+			// read reads k until it is want (an invalidation travels
+			// asynchronously), failing after 2 s.
+			read := func(where, want string) {
+				t.Helper()
+				deadline := time.Now().Add(2 * time.Second)
+				for {
+					v, err := c.Get(ctx, "k").Result()
+					if err == nil && v == want {
+						return
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("%s: GET k = %q, %v; want %q", where, v, err, want)
+					}
+					time.Sleep(10 * time.Millisecond)
+				}
+			}
+			published := func(where string) {
+				t.Helper()
+				if err := c.Publish(ctx, "news", where).Err(); err != nil {
+					t.Fatal(err)
+				}
+				m, err := ps.ReceiveMessage(ctx)
+				if err != nil || m.Payload != where {
+					t.Fatalf("%s: message %v, %v", where, m, err)
+				}
+			}
+			must(t, c.Set(ctx, "k", "east-1", 0).Err())
+			read("east", "east-1")
+			before := getCalls(t, east)
+			read("east, cached", "east-1")
+			if after := getCalls(t, east); after != before {
+				t.Fatalf("a second GET reached east (%d -> %d GETs): client-side caching is not in use, the test proves nothing", before, after)
+			}
+			must(t, direct(t, west).Set(ctx, "k", "west-1", 0).Err())
+			published("east")
+
+			switch how {
+			case "switch":
+				must(t, c.SwitchTo(ctx, "west"))
+			case "freeze":
+				pause(t, east)
+				failovertest.WaitActive(t, c, "west")
+			}
+			read("west", "west-1")
+			read("west, cached", "west-1")
+			must(t, direct(t, west).Set(ctx, "k", "west-2", 0).Err()) // changed under the cache
+			read("west, after a write elsewhere", "west-2")
+			published("west")
+
+			if how == "freeze" {
+				must(t, east.Resume())
+			}
+			must(t, direct(t, east).Set(ctx, "k", "east-2", 0).Err()) // changed while traffic was away
+			if how == "switch" {
+				must(t, c.SwitchTo(ctx, "east"))
+			}
+			failovertest.WaitActive(t, c, "east")
+			read("east, back", "east-2")
+			must(t, direct(t, east).Set(ctx, "k", "east-3", 0).Err())
+			read("east, after a write elsewhere", "east-3")
+			published("east, back")
+			for _, st := range c.Status() {
+				if st.Name == "west" && st.Calls.Failed != 0 {
+					t.Errorf("west counted %d failures: %v", st.Calls.Failed, st.LastError)
+				}
+			}
+		})
+	}
+}
+
+// getCalls is how many GETs s has run (INFO commandstats).
+func getCalls(t *testing.T, s *failovertest.Server) int {
+	t.Helper()
+	info, err := direct(t, s).Info(ctxFor(t, testTimeout), "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(info, "\n") {
+		if rest, ok := strings.CutPrefix(line, "cmdstat_get:calls="); ok {
+			n := 0
+			fmt.Sscan(strings.SplitN(rest, ",", 2)[0], &n)
+			return n
+		}
+	}
+	return 0
+}
