@@ -16,8 +16,12 @@
 // as "500ms", "10s"); an endpoint is a url, a cluster (addrs, username,
 // password) or a sentinel (master_name, sentinel_addrs, username, password,
 // db), with an optional tls section (ca_file, cert_file, key_file,
-// server_name, insecure_skip_verify_unsafe) and, for health_check: lag,
-// the rest_api of its cluster. health_check: lag (package lagcheck) takes
+// server_name, insecure_skip_verify_unsafe), an optional options section
+// (go-redis's client options: protocol, client_name, pool_size,
+// min_idle_conns, max_idle_conns, pool_timeout, dial_timeout, read_timeout,
+// write_timeout, conn_max_idle_time, conn_max_lifetime, and for a url
+// client_side_cache) and, for health_check: lag, the rest_api of its
+// cluster. health_check: lag (package lagcheck) takes
 // a lag_check section: username, password, lag_tolerance, local, strict,
 // redis_check and tls. ${NAME} in any value is replaced by the environment variable NAME;
 // values are never printed. Errors give the file, the line and the field.
@@ -95,6 +99,122 @@ type EndpointFile struct {
 	// cluster serving the endpoint, for health_check: lag (default
 	// https://<the endpoint's host>:9443). Not for sentinel endpoints.
 	RESTAPI string `yaml:"rest_api"`
+	// Options are the go-redis client options people set per endpoint.
+	Options *ClientFile `yaml:"options"`
+}
+
+// ClientFile is an endpoint's go-redis client options (redis.Options,
+// ClusterOptions or FailoverOptions, by the endpoint's kind); a key left
+// out keeps go-redis's default. Durations as "500ms", "10s".
+// client_side_cache (go-redis's client-side caching with its default
+// size; it needs RESP3) is for url endpoints only.
+type ClientFile struct {
+	Protocol        int      `yaml:"protocol"`
+	ClientName      string   `yaml:"client_name"`
+	PoolSize        int      `yaml:"pool_size"`
+	MinIdleConns    int      `yaml:"min_idle_conns"`
+	MaxIdleConns    int      `yaml:"max_idle_conns"`
+	PoolTimeout     Duration `yaml:"pool_timeout"`
+	DialTimeout     Duration `yaml:"dial_timeout"`
+	ReadTimeout     Duration `yaml:"read_timeout"`
+	WriteTimeout    Duration `yaml:"write_timeout"`
+	ConnMaxIdleTime Duration `yaml:"conn_max_idle_time"`
+	ConnMaxLifetime Duration `yaml:"conn_max_lifetime"`
+	ClientSideCache bool     `yaml:"client_side_cache"`
+}
+
+// clientFields points at the fields ClientFile sets, in one of go-redis's
+// three option structs.
+type clientFields struct {
+	protocol, poolSize, minIdle, maxIdle                         *int
+	clientName                                                   *string
+	poolTimeout, dial, read, write, connMaxIdleTime, connMaxLife *time.Duration
+}
+
+// apply sets the fields the file gives (path names it in errors).
+func (c *ClientFile) apply(f clientFields, path string) error {
+	if c.Protocol != 0 && c.Protocol != 2 && c.Protocol != 3 {
+		return &fieldError{path: path + ".protocol", msg: fmt.Sprintf("%s.protocol must be 2 or 3, not %d", path, c.Protocol)}
+	}
+	for key, v := range map[string]int{"pool_size": c.PoolSize, "min_idle_conns": c.MinIdleConns, "max_idle_conns": c.MaxIdleConns} {
+		if v < 0 {
+			return &fieldError{path: path + "." + key, msg: fmt.Sprintf("%s.%s must not be negative", path, key)}
+		}
+	}
+	setInt := func(dst *int, v int) {
+		if v != 0 {
+			*dst = v
+		}
+	}
+	setDur := func(dst *time.Duration, v Duration) {
+		if v != 0 {
+			*dst = time.Duration(v)
+		}
+	}
+	setInt(f.protocol, c.Protocol)
+	setInt(f.poolSize, c.PoolSize)
+	setInt(f.minIdle, c.MinIdleConns)
+	setInt(f.maxIdle, c.MaxIdleConns)
+	if c.ClientName != "" {
+		*f.clientName = c.ClientName
+	}
+	setDur(f.poolTimeout, c.PoolTimeout)
+	setDur(f.dial, c.DialTimeout)
+	setDur(f.read, c.ReadTimeout)
+	setDur(f.write, c.WriteTimeout)
+	setDur(f.connMaxIdleTime, c.ConnMaxIdleTime)
+	setDur(f.connMaxLife, c.ConnMaxLifetime)
+	return nil
+}
+
+// applyClientFile sets e's client options on ep: a url endpoint becomes an
+// Options endpoint (the URL parsed as go-redis parses it, the tls section
+// applied as the library applies Endpoint.TLSConfig).
+func applyClientFile(e EndpointFile, ep *geofailover.Endpoint, path string) error {
+	c := e.Options
+	switch {
+	case ep.ClusterOptions != nil:
+		if c.ClientSideCache {
+			return &fieldError{path: path + ".client_side_cache", msg: path + ".client_side_cache is for url endpoints only"}
+		}
+		o := ep.ClusterOptions
+		return c.apply(clientFields{&o.Protocol, &o.PoolSize, &o.MinIdleConns, &o.MaxIdleConns, &o.ClientName,
+			&o.PoolTimeout, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.ConnMaxIdleTime, &o.ConnMaxLifetime}, path)
+	case ep.FailoverOptions != nil:
+		if c.ClientSideCache {
+			return &fieldError{path: path + ".client_side_cache", msg: path + ".client_side_cache is for url endpoints only"}
+		}
+		o := ep.FailoverOptions
+		return c.apply(clientFields{&o.Protocol, &o.PoolSize, &o.MinIdleConns, &o.MaxIdleConns, &o.ClientName,
+			&o.PoolTimeout, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.ConnMaxIdleTime, &o.ConnMaxLifetime}, path)
+	}
+	o, err := redis.ParseURL(ep.URL)
+	if err != nil {
+		return &fieldError{path: path, msg: fmt.Sprintf("%s: the url does not parse", path)}
+	}
+	if ep.TLSConfig != nil && o.TLSConfig == nil {
+		return &fieldError{path: path, msg: fmt.Sprintf("%s: a tls section needs a rediss:// url", path)}
+	}
+	if ep.TLSConfig != nil {
+		name := o.TLSConfig.ServerName
+		o.TLSConfig = ep.TLSConfig.Clone()
+		if o.TLSConfig.ServerName == "" {
+			o.TLSConfig.ServerName = name
+		}
+	}
+	if err := c.apply(clientFields{&o.Protocol, &o.PoolSize, &o.MinIdleConns, &o.MaxIdleConns, &o.ClientName,
+		&o.PoolTimeout, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.ConnMaxIdleTime, &o.ConnMaxLifetime}, path); err != nil {
+		return err
+	}
+	if c.ClientSideCache {
+		if c.Protocol == 2 {
+			return &fieldError{path: path + ".client_side_cache", msg: path + ".client_side_cache needs protocol 3"}
+		}
+		o.Protocol = 3
+		o.ClientSideCacheConfig = &redis.ClientSideCacheConfig{}
+	}
+	ep.URL, ep.TLSConfig, ep.Options = "", nil, o
+	return nil
 }
 
 // LagCheckFile configures health_check: lag (package lagcheck): the REST
@@ -194,6 +314,23 @@ func Load(path string) (*geofailover.Options, error) {
 // Parse parses YAML data; name (a file name) prefixes error messages. The
 // result has passed geofailover.Validate.
 func Parse(name string, data []byte) (*geofailover.Options, error) {
+	return ParseSection(name, data, "")
+}
+
+// LoadSection reads the library's settings from the top-level key section
+// of an application's own YAML file (the rest of the file is not looked
+// at), as Load reads a whole file; "" means the whole file.
+func LoadSection(path, section string) (*geofailover.Options, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return ParseSection(path, data, section)
+}
+
+// ParseSection is Parse for the top-level key section of data ("" for the
+// whole document). Errors give lines of the whole file.
+func ParseSection(name string, data []byte, section string) (*geofailover.Options, error) {
 	fail, yamlErr := reporters(name)
 	var doc yaml.Node
 	if err := yaml.NewDecoder(bytes.NewReader(data)).Decode(&doc); err != nil {
@@ -205,7 +342,18 @@ func Parse(name string, data []byte) (*geofailover.Options, error) {
 	if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
 		return nil, fail(doc.Line, "the document must be a mapping with an endpoints list")
 	}
-	return parseNode(doc.Content[0], fail, yamlErr)
+	root := doc.Content[0]
+	if section != "" {
+		n := value(root, section)
+		if n == nil {
+			return nil, fail(root.Line, "the file has no top-level %q section", section)
+		}
+		if n.Kind != yaml.MappingNode {
+			return nil, fail(n.Line, "the %q section must be a mapping with an endpoints list", section)
+		}
+		root = n
+	}
+	return parseNode(root, fail, yamlErr)
 }
 
 // reporters return the error makers for a file called name: fail for a
@@ -344,6 +492,11 @@ func (f *File) options() (*geofailover.Options, error) {
 		}
 		if e.URL == "" && e.Cluster == nil && e.Sentinel == nil {
 			return nil, &fieldError{path: fmt.Sprintf("endpoints[%d]", i), msg: fmt.Sprintf("endpoints[%d] (%q) needs one of url, cluster, sentinel", i, e.Name)}
+		}
+		if e.Options != nil {
+			if err := applyClientFile(e, &ep, fmt.Sprintf("endpoints[%d].options", i)); err != nil {
+				return nil, err
+			}
 		}
 		if e.RESTAPI != "" {
 			path := fmt.Sprintf("endpoints[%d].rest_api", i)

@@ -61,7 +61,12 @@ func TestParseErrors(t *testing.T) {
 		{"not yaml", "endpoints: [", "bad.yaml"},
 		{"empty", "", "must be a mapping"},
 		{"unknown top-level field", "endpoints:\n  - {name: a, weight: 1, url: redis://h:1}\nhealth_chek_interval: 1s\n", `bad.yaml:3: unknown field "health_chek_interval" in the top level`},
-		{"unknown endpoint field", "endpoints:\n  - name: a\n    weigth: 1\n", `bad.yaml:3: unknown field "weigth" in endpoints[0] (known: name, weight, url, cluster, sentinel, tls, rest_api)`},
+		{"unknown endpoint field", "endpoints:\n  - name: a\n    weigth: 1\n", `bad.yaml:3: unknown field "weigth" in endpoints[0] (known: name, weight, url, cluster, sentinel, tls, rest_api, options)`},
+		{"unknown client option", "endpoints:\n  - name: a\n    weight: 1\n    url: redis://h:1\n    options: {poolsize: 3}\n", `bad.yaml:5: unknown field "poolsize" in endpoints[0].options`},
+		{"bad protocol", "endpoints:\n  - {name: a, weight: 1, url: redis://h:1, options: {protocol: 4}}\n", "endpoints[0].options.protocol must be 2 or 3, not 4"},
+		{"negative pool", "endpoints:\n  - {name: a, weight: 1, url: redis://h:1, options: {pool_size: -1}}\n", "endpoints[0].options.pool_size must not be negative"},
+		{"cache on a cluster", "endpoints:\n  - {name: a, weight: 1, cluster: {addrs: ['h:1']}, options: {client_side_cache: true}}\n", "client_side_cache is for url endpoints only"},
+		{"cache over resp2", "endpoints:\n  - {name: a, weight: 1, url: redis://h:1, options: {client_side_cache: true, protocol: 2}}\n", "client_side_cache needs protocol 3"},
 		{"bad duration", "endpoints:\n  - {name: a, weight: 1, url: redis://h:1}\ngrace_period: ten seconds\n", `bad.yaml:3: "ten seconds" is not a duration`},
 		{"bad number", "endpoints:\n  - name: a\n    weight: heavy\n    url: redis://h:1\n", "bad.yaml:3: cannot unmarshal !!str `heavy` into float64"},
 		{"zero weight", "endpoints:\n  - name: a\n    url: redis://h:1\n  - name: b\n    weight: 0\n    url: redis://h:2\n", `bad.yaml:2: Options.Endpoints[0]: endpoint "a": Weight must be a finite number > 0`},
@@ -138,5 +143,58 @@ func TestEveryScalarOptionHasAKey(t *testing.T) {
 		if _, ok := file.FieldByName(f.Name); !ok {
 			t.Errorf("Options.%s has no key in config.File", f.Name)
 		}
+	}
+}
+
+// TestClientOptionsFromFile: an endpoint's go-redis options come from its
+// options section, for each kind of endpoint, and a url endpoint keeps
+// what its URL says (db, credentials) with them.
+func TestClientOptionsFromFile(t *testing.T) {
+	opts, err := config.Parse("opts.yaml", []byte(`
+endpoints:
+  - name: eu
+    weight: 1
+    url: redis://app:pw@127.0.0.1:6379/2
+    options:
+      protocol: 3
+      client_name: shop
+      pool_size: 50
+      min_idle_conns: 5
+      max_idle_conns: 10
+      pool_timeout: 2s
+      dial_timeout: 1s
+      read_timeout: 500ms
+      write_timeout: 400ms
+      conn_max_idle_time: 5m
+      conn_max_lifetime: 1h
+      client_side_cache: true
+  - name: us
+    weight: 0.5
+    cluster: {addrs: ['127.0.0.1:7000']}
+    options: {pool_size: 7, read_timeout: 300ms, protocol: 2}
+  - name: ap
+    weight: 0.25
+    sentinel: {master_name: m, sentinel_addrs: ['127.0.0.1:26379']}
+    options: {client_name: shop-ap, dial_timeout: 2s}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eu := opts.Endpoints[0].Options
+	if eu == nil || opts.Endpoints[0].URL != "" {
+		t.Fatalf("url endpoint with options: %+v", opts.Endpoints[0])
+	}
+	if eu.Addr != "127.0.0.1:6379" || eu.DB != 2 || eu.Username != "app" || eu.Password != "pw" || eu.Protocol != 3 ||
+		eu.ClientName != "shop" || eu.PoolSize != 50 || eu.MinIdleConns != 5 || eu.MaxIdleConns != 10 ||
+		eu.PoolTimeout != 2*time.Second || eu.DialTimeout != time.Second || eu.ReadTimeout != 500*time.Millisecond ||
+		eu.WriteTimeout != 400*time.Millisecond || eu.ConnMaxIdleTime != 5*time.Minute || eu.ConnMaxLifetime != time.Hour ||
+		eu.ClientSideCacheConfig == nil {
+		t.Errorf("eu options %+v", eu)
+	}
+	if us := opts.Endpoints[1].ClusterOptions; us.PoolSize != 7 || us.ReadTimeout != 300*time.Millisecond || us.Protocol != 2 {
+		t.Errorf("us options %+v", us)
+	}
+	if ap := opts.Endpoints[2].FailoverOptions; ap.ClientName != "shop-ap" || ap.DialTimeout != 2*time.Second {
+		t.Errorf("ap options %+v", ap)
 	}
 }

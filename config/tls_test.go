@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -107,5 +108,64 @@ func clientFrom(t *testing.T) func(*geofailover.Options, error) *geofailover.Cli
 		}
 		t.Cleanup(func() { c.Close() })
 		return c
+	}
+}
+
+// TestClientOptionsReachTheServer: a url endpoint's options section (a
+// client name, RESP3, client-side caching, with the TLS section too) is
+// what the connections use; Pub/Sub works alongside the cache.
+func TestClientOptionsReachTheServer(t *testing.T) {
+	ca, err := failovertest.NewCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := failovertest.StartServer(t, failovertest.WithTLS(ca), failovertest.WithMinVersion("7.0"))
+	dir := t.TempDir()
+	caFile, _, _, err := ca.WriteFiles(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := clientFrom(t)(config.Parse("app.yaml", []byte(fmt.Sprintf(`endpoints:
+  - name: east
+    weight: 1
+    url: rediss://%s/0
+    tls: {ca_file: %s}
+    options: {client_name: shop, protocol: 3, client_side_cache: true, pool_size: 3}
+`, srv.Addr, caFile))))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.WaitReady(ctx); err != nil {
+		t.Fatalf("WaitReady: %v; status %+v", err, c.Status())
+	}
+	ps := c.Subscribe(ctx, "news")
+	defer ps.Close()
+	if _, err := ps.Receive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if v, err := c.Get(ctx, "k").Result(); err != nil || v != "v" {
+			t.Fatalf("GET = %q, %v", v, err)
+		}
+	}
+	list, err := c.ClientList(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(list, "name=shop ") || !strings.Contains(list, "resp=3") || strings.Contains(list, "name=shop resp=2") {
+		t.Fatalf("CLIENT LIST does not show the file's client name over RESP3:\n%s", list)
+	}
+	if err := c.Publish(ctx, "news", "hi").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := ps.ReceiveMessage(ctx); err != nil || m.Payload != "hi" {
+		t.Fatalf("message %v, %v", m, err)
+	}
+	for _, st := range c.Status() {
+		if st.Calls.Failed != 0 {
+			t.Fatalf("%s counted %d failures: %v", st.Name, st.Calls.Failed, st.LastError)
+		}
 	}
 }

@@ -34,6 +34,7 @@ Examples:
 func drillCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("drill", drillHelp, stderr)
 	configPath := fs.String("config", "", "YAML config file with the endpoints and options")
+	section := fs.String("section", "", "read the endpoints and options from this top-level key of the --config file (an application's own file)")
 	fault := fs.String("fault", "blackhole", "how the preferred endpoint is lost: blackhole or refuse")
 	outage := fs.Duration("outage", 10*time.Second, "how long the preferred endpoint stays lost")
 	warm := fs.Duration("warm", 3*time.Second, "workload time before the fault")
@@ -48,7 +49,7 @@ func drillCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *prefix == "" || strings.ContainsAny(*prefix, "*?[]\\") {
 		return usageError("--prefix must be non-empty and free of glob characters (* ? [ ] \\)")
 	}
-	opts, err := loadEndpoints(*configPath, fs.Args())
+	opts, err := loadEndpoints(*configPath, *section, fs.Args())
 	if err != nil {
 		return err
 	}
@@ -69,12 +70,18 @@ func drillCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}()
 	for i, e := range opts.Endpoints {
-		if e.URL == "" {
+		var direct *redis.Options
+		switch {
+		case e.URL != "":
+			var err error
+			if direct, err = redis.ParseURL(e.URL); err != nil {
+				return usageError("endpoint %s: bad URL", e.Name)
+			}
+		case e.Options != nil: // a url with an options section
+			o := *e.Options
+			direct = &o
+		default:
 			return usageError("endpoint %s: drill supports URL endpoints only (a cluster or sentinel would route around the proxy)", e.Name)
-		}
-		direct, err := redis.ParseURL(e.URL)
-		if err != nil {
-			return usageError("endpoint %s: bad URL", e.Name)
 		}
 		p, err := faultproxy.New(direct.Addr)
 		if err != nil {

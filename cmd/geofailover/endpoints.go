@@ -9,16 +9,19 @@ import (
 	"github.com/geofailover/geofailover/config"
 )
 
-// loadEndpoints returns the options to use: from --config, or built from
-// URLs given on the command line (named after their host:port, weights 1,
-// 1/2, 1/3... in the order given). Endpoints come back highest weight first.
-func loadEndpoints(configPath string, urls []string) (*geofailover.Options, error) {
+// loadEndpoints returns the options to use: from --config (its top-level
+// key section, if given), or built from URLs given on the command line
+// (named after their host:port, weights 1, 1/2, 1/3... in the order
+// given). Endpoints come back highest weight first.
+func loadEndpoints(configPath, section string, urls []string) (*geofailover.Options, error) {
 	var opts *geofailover.Options
 	switch {
 	case configPath != "" && len(urls) > 0:
 		return nil, usageError("give --config or URLs, not both")
+	case section != "" && configPath == "":
+		return nil, usageError("--section needs --config")
 	case configPath != "":
-		o, err := config.Load(configPath)
+		o, err := config.LoadSection(configPath, section)
 		if err != nil {
 			return nil, exitError{2, err}
 		}
@@ -50,6 +53,12 @@ func describeTarget(e geofailover.Endpoint) string {
 			return u.Redacted()
 		}
 		return "(url)"
+	case e.Options != nil:
+		scheme := "redis"
+		if e.Options.TLSConfig != nil {
+			scheme = "rediss"
+		}
+		return fmt.Sprintf("%s://%s/%d", scheme, e.Options.Addr, e.Options.DB)
 	case e.ClusterOptions != nil:
 		return fmt.Sprintf("cluster %v", e.ClusterOptions.Addrs)
 	case e.FailoverOptions != nil:

@@ -2,10 +2,10 @@
 // geographic failover with the geofailover library.
 //
 //	geofailover demo  [--quick] [--in-process] [--report FILE]
-//	geofailover probe [--config FILE] [--pings N] [URL ...]
-//	geofailover drill [--config FILE] [--fault blackhole|refuse] [--outage D] [--prefix P] [--report FILE] [URL ...]
+//	geofailover probe [--config FILE [--section KEY]] [--pings N] [URL ...]
+//	geofailover drill [--config FILE [--section KEY]] [--fault blackhole|refuse] [--outage D] [--prefix P] [--report FILE] [URL ...]
 //	geofailover bench [--runs N] [--faults kill,stop,blackhole,latency] [--traffic idle,load] [--quick]
-//	geofailover watch [--config FILE] [--listen ADDR] [--traffic] [--for D] [URL ...]
+//	geofailover watch [--config FILE [--section KEY]] [--listen ADDR] [--traffic] [--for D] [URL ...]
 //
 // Run "geofailover help" or "geofailover COMMAND --help" for details.
 package main

@@ -358,3 +358,25 @@ func TestWatchEndToEnd(t *testing.T) {
 		t.Errorf("the live view did not show the switch:\n%s", out.String())
 	}
 }
+
+// TestProbeSection: --section reads the endpoints from a key of an
+// application's own file, whose other keys are its own; an endpoint's
+// options section applies (probe shows the endpoint by address).
+func TestProbeSection(t *testing.T) {
+	east := failovertest.StartServer(t)
+	dir := t.TempDir()
+	app := filepath.Join(dir, "app.yaml")
+	os.WriteFile(app, []byte("listen: :8080\nfeatures: {beta: true}\nredis:\n  endpoints:\n    - name: east\n      weight: 1\n      url: redis://"+east.Addr+"/0\n      options: {pool_size: 4, client_name: shop}\n"), 0o644)
+	if code, out, errOut := runCLI(t, "probe", "--config", app, "--section", "redis"); code != 0 || !strings.Contains(out, east.Addr) {
+		t.Fatalf("probe --section redis: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, _, errOut := runCLI(t, "probe", "--config", app); code != 2 || !strings.Contains(errOut, `unknown field "listen"`) {
+		t.Errorf("the whole application file as a config: exit %d, %s", code, errOut)
+	}
+	if code, _, errOut := runCLI(t, "probe", "--config", app, "--section", "cache"); code != 2 || !strings.Contains(errOut, `no top-level "cache" section`) {
+		t.Errorf("a missing section: exit %d, %s", code, errOut)
+	}
+	if code, _, errOut := runCLI(t, "probe", "--section", "redis", "redis://"+east.Addr); code != 2 || !strings.Contains(errOut, "--section needs --config") {
+		t.Errorf("--section without --config: exit %d, %s", code, errOut)
+	}
+}

@@ -47,6 +47,7 @@ func (p probeResult) usable() bool { return p.reachable && p.authOK && p.problem
 func probeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("probe", probeHelp, stderr)
 	configPath := fs.String("config", "", "YAML config file with the endpoints")
+	section := fs.String("section", "", "read the endpoints and options from this top-level key of the --config file (an application's own file)")
 	pings := fs.Int("pings", 5, "PINGs per endpoint for the round-trip time")
 	timeout := fs.Duration("timeout", 2*time.Second, "timeout of each step")
 	if err := parse(fs, args); err != nil {
@@ -55,7 +56,7 @@ func probeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *pings < 1 {
 		return usageError("--pings must be at least 1")
 	}
-	opts, err := loadEndpoints(*configPath, fs.Args())
+	opts, err := loadEndpoints(*configPath, *section, fs.Args())
 	if err != nil {
 		return err
 	}
@@ -183,6 +184,10 @@ func clientFor(e geofailover.Endpoint, timeout time.Duration) (redis.UniversalCl
 		}
 		o.MaxRetries, o.DialerRetries, o.DialTimeout, o.ContextTimeoutEnabled = -1, 1, timeout, true
 		return redis.NewClient(o), nil
+	case e.Options != nil: // a url with an options section
+		o := *e.Options
+		o.MaxRetries, o.DialerRetries, o.DialTimeout, o.ContextTimeoutEnabled = -1, 1, timeout, true
+		return redis.NewClient(&o), nil
 	case e.ClusterOptions != nil:
 		o := *e.ClusterOptions
 		o.MaxRetries, o.DialTimeout, o.ContextTimeoutEnabled = -1, timeout, true

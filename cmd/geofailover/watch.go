@@ -36,13 +36,14 @@ Examples:
 func watchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("watch", watchHelp, stderr)
 	configPath := fs.String("config", "", "YAML config file with the endpoints")
+	section := fs.String("section", "", "read the endpoints and options from this top-level key of the --config file (an application's own file)")
 	listen := fs.String("listen", "127.0.0.1:9121", `address for the status page and /metrics ("" for none)`)
 	traffic := fs.Bool("traffic", false, "also send the reference workload (SET and GET on keys wl:0..7) through the client")
 	duration := fs.Duration("for", 0, "stop after this long (0: until Ctrl-C)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	opts, err := loadEndpoints(*configPath, fs.Args())
+	opts, err := loadEndpoints(*configPath, *section, fs.Args())
 	if err != nil {
 		return err
 	}
