@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"runtime"
 	"slices"
 	"strings"
@@ -605,4 +606,26 @@ func getCalls(t *testing.T, s *failovertest.Server) int {
 		}
 	}
 	return 0
+}
+
+// A Pub/Sub receive timeout reads as a plain client's does: a timeout
+// (net.Error) naming the server's address, not "read pipe".
+func TestPubSubReceiveTimeoutNamesTheServer(t *testing.T) {
+	srv := failovertest.StartServer(t)
+	ctx := ctxFor(t, testTimeout)
+	plain := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	defer plain.Close()
+	c := oneEndpoint(t, &redis.Options{Addr: srv.Addr}, nil)
+	for name, cl := range map[string]redis.UniversalClient{"plain": plain, "geofailover": c} {
+		ps := cl.Subscribe(ctx, "news")
+		defer ps.Close()
+		if _, err := ps.Receive(ctx); err != nil {
+			t.Fatal(err)
+		}
+		_, err := ps.ReceiveTimeout(ctx, 50*time.Millisecond)
+		var nerr net.Error
+		if !errors.As(err, &nerr) || !nerr.Timeout() || !strings.Contains(err.Error(), srv.Addr) || !strings.HasPrefix(err.Error(), "read tcp ") {
+			t.Errorf("%s: receive timeout %v, want a read tcp timeout naming %s", name, err, srv.Addr)
+		}
+	}
 }

@@ -26,6 +26,9 @@ type endpoint struct {
 	watch *connWatch
 	// scanTag marks the SCAN cursors this endpoint returns (see scan.go).
 	scanTag uint8
+	// addr is the server's address for messages (a standalone endpoint's
+	// host:port; else the first seed address, or the endpoint's name).
+	addr string
 
 	live liveStats
 
@@ -62,9 +65,10 @@ type endpoint struct {
 	// checkRTT smooths the latency of passed checks (see latency.go);
 	// fasterSince is when the endpoint became clearly faster than the
 	// active one of equal weight (zero when it is not).
-	checkRTT    time.Duration
-	fasterSince time.Time
-	lastCheck   time.Time
+	checkRTT     time.Duration
+	checkSamples int // passed checks seen (the first is not averaged)
+	fasterSince  time.Time
+	lastCheck    time.Time
 	// cold: the endpoint's traffic client is new and has not been warmed
 	// up; warming: its warm-up is under way. Failback to it waits for both
 	// to clear (see supervisor.warm).

@@ -19,9 +19,14 @@ const (
 )
 
 // observeCheckRTT folds a passed check's latency into the endpoint's
-// moving average (gain 1/8, as TCP's SRTT).
+// moving average (gain 1/8, as TCP's SRTT). The first passed check is left
+// out: it carries the check connection's dial and handshake, which on a
+// busy machine can make an equal endpoint look clearly slower at startup.
 func (e *endpoint) observeCheckRTT(d time.Duration) {
-	if e.checkRTT == 0 {
+	switch e.checkSamples++; {
+	case e.checkSamples == 1:
+		return
+	case e.checkRTT == 0:
 		e.checkRTT = max(d, 1)
 		return
 	}

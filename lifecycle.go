@@ -59,6 +59,7 @@ func (s *supervisor) add(spec Endpoint) (*endpoint, error) {
 	e := &endpoint{
 		name: spec.Name, spec: spec, owned: owned,
 		scanTag:  s.freeScanTag(),
+		addr:     addrOf(spec),
 		probeNow: make(chan struct{}, 1),
 		weight:   spec.Weight,
 		window:   window.New(s.cfg.bucketCount, s.cfg.BreakerBucket),
@@ -151,6 +152,23 @@ func buildBlocking(spec Endpoint, dialTimeout time.Duration) redis.UniversalClie
 	o, _ := standaloneOptions(spec) // parsed by buildMember already
 	blocking(standaloneKnobs(o))
 	return redis.NewClient(o)
+}
+
+// addrOf is an endpoint's address for messages: a standalone server's
+// host:port, a cluster's or Sentinel group's first seed address, else the
+// endpoint's name.
+func addrOf(spec Endpoint) string {
+	switch {
+	case spec.URL != "" || spec.Options != nil:
+		if o, err := standaloneOptions(spec); err == nil {
+			return o.Addr
+		}
+	case spec.ClusterOptions != nil && len(spec.ClusterOptions.Addrs) > 0:
+		return spec.ClusterOptions.Addrs[0]
+	case spec.FailoverOptions != nil && len(spec.FailoverOptions.SentinelAddrs) > 0:
+		return spec.FailoverOptions.SentinelAddrs[0]
+	}
+	return spec.Name
 }
 
 // standaloneOptions returns a copy of the options of an endpoint given by

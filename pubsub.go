@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -179,7 +180,10 @@ type bridge struct {
 	replies   []replyKind     // relayed PING/CLIENT commands awaiting replies, in order
 	waiting   []chan struct{} // front commands to release once the member is ready
 
-	mem      *member // the current real subscription, or nil
+	mem *member // the current real subscription, or nil
+	// serving is the address of the endpoint of the latest member, for
+	// the front's error messages (read by the app's goroutine).
+	serving  atomic.Value // serverAddr
 	retry    *time.Timer
 	backoff  time.Duration
 	gapStart time.Time // zero when no gap is open
@@ -291,6 +295,7 @@ func (b *bridge) startMember(e *endpoint) {
 		}
 	}
 	b.mem = m
+	b.serving.Store(serverAddr(e.addr))
 	b.c.bridges.Add(1)
 	go func() { defer b.c.bridges.Done(); b.runMember(m) }()
 }

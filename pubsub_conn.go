@@ -40,7 +40,31 @@ func (f *frontConn) Read(p []byte) (int, error) {
 		// bridge's end may close before ours does.
 		err = io.ErrClosedPipe
 	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		// A receive timeout, told as a plain PubSub's TCP connection tells
+		// it: the address of the server it waits on, not "pipe".
+		return n, &net.OpError{Op: "read", Net: "tcp", Addr: f.b.servingAddr(), Err: os.ErrDeadlineExceeded}
+	}
 	return n, pipeErr("read", err)
+}
+
+// servingAddr is the address of the endpoint of the bridge's latest
+// member, or "" before it had one.
+func (b *bridge) servingAddr() serverAddr {
+	a, _ := b.serving.Load().(serverAddr)
+	return a
+}
+
+// serverAddr is the address a front PubSub's errors name: that of the
+// endpoint serving its subscriptions (or "geofailover" before any does).
+type serverAddr string
+
+func (a serverAddr) Network() string { return "tcp" }
+func (a serverAddr) String() string {
+	if a == "" {
+		return "geofailover"
+	}
+	return string(a)
 }
 
 func (f *frontConn) Write(p []byte) (int, error) {

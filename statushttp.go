@@ -126,7 +126,7 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 <h1>geofailover</h1>
 <div class="sub">{{if .Closed}}<span class="none">client closed</span>{{else if .Active}}traffic on <strong id="active">{{.Active}}</strong>{{else}}<span class="none" id="active">no endpoint serving: all down</span>{{end}} · {{clock .At}} · reloads every second</div>
 <table id="endpoints">
-<tr><th>endpoint</th><th>weight</th><th>health</th><th>breaker</th><th>last check</th><th class="num">served</th><th class="num">failed</th><th class="num">sent on</th><th class="num">in flight</th><th>last error</th></tr>
+<tr><th>endpoint</th><th>weight</th><th>health</th><th>breaker</th><th>last check</th><th class="num">served</th><th class="num">failed</th><th class="num" title="calls that failed here and were sent on to another endpoint (never run here, or replayed)">retried elsewhere</th><th class="num">in flight</th><th>last error</th></tr>
 {{range .Endpoints}}<tr class="{{if .Active}}active{{end}}" data-endpoint="{{.Name}}">
 <td>{{if .Active}}▶ {{end}}{{.Name}}</td><td class="num">{{.Weight}}</td>
 <td class="{{if eq .Health.String "healthy"}}ok{{else if eq .Health.String "unhealthy"}}bad{{else}}unk{{end}}">{{.Health}}{{if .HeldBack}} <span class="unk" title="{{errtext .HeldBack}}">(held back)</span>{{end}}</td>

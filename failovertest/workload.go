@@ -345,6 +345,10 @@ type Report struct {
 	// Failback: from the recovery to the first success served by From
 	// again (zero if there was no recovery or no failback).
 	Failback time.Duration
+	// ErrorsAfterRecovery are the errors from the recovery to the end of
+	// the run: those of the failback, or of a recovery that went wrong
+	// (none without a recovery).
+	ErrorsAfterRecovery ErrorCounts
 	// Switches over the whole run.
 	Switches int
 	// Moved, AllWorkersMoved and FailedBack say whether those happened.
@@ -360,6 +364,7 @@ func (tl *Timeline) Analyze(o Outage) Report {
 	rep.Slowest = tl.Slowest(o.At, o.Recovered)
 	if !o.Recovered.IsZero() {
 		rep.Failback, rep.FailedBack = tl.FirstSuccess(o.From, o.Recovered)
+		rep.ErrorsAfterRecovery = tl.Errors(o.Recovered, time.Time{})
 	}
 	rep.Switches = len(tl.Switches())
 	return rep
@@ -370,7 +375,8 @@ func (r Report) String() string {
 	fmt.Fprintf(&b, "first success on the new endpoint %s; all workers moved %s; ", opt(r.FirstSuccess, r.Moved), opt(r.AllMoved, r.AllWorkersMoved))
 	fmt.Fprintf(&b, "errors %d reads + %d writes (%d not applied, %d ambiguous); slowest command %v; ",
 		r.Errors.Reads, r.Errors.Writes, r.Errors.NotApplied, r.Errors.Ambiguous, r.Slowest.Round(time.Microsecond))
-	fmt.Fprintf(&b, "failback %s; %d switches", opt(r.Failback, r.FailedBack), r.Switches)
+	fmt.Fprintf(&b, "failback %s; errors after recovery %d reads + %d writes; %d switches", opt(r.Failback, r.FailedBack),
+		r.ErrorsAfterRecovery.Reads, r.ErrorsAfterRecovery.Writes, r.Switches)
 	return b.String()
 }
 

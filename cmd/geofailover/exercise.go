@@ -161,6 +161,7 @@ func (res *result) summary(preferred string) [][2]string {
 		{"errors during the outage", fmt.Sprintf("%d reads, %d writes (%d provably not applied)", r.Errors.Reads, r.Errors.Writes, r.Errors.NotApplied)},
 		{"slowest command during the outage", r.Slowest.Round(10 * time.Microsecond).String()},
 		{"time to fail back after recovery", dur(r.Failback, r.FailedBack)},
+		{"errors after recovery", fmt.Sprintf("%d reads, %d writes (%d provably not applied)", r.ErrorsAfterRecovery.Reads, r.ErrorsAfterRecovery.Writes, r.ErrorsAfterRecovery.NotApplied)},
 		{"switches", fmt.Sprint(r.Switches)},
 		{"commands", fmt.Sprint(len(res.tl.Records))},
 	}

@@ -187,7 +187,8 @@ failback_delay: 300ms
 			if code != 0 {
 				t.Fatalf("drill exited %d\n%s\n%s", code, out, errOut)
 			}
-			if !strings.Contains(out, "east -> west") || !strings.Contains(out, "switch west -> east (failback)") {
+			if !strings.Contains(out, "east -> west") || !strings.Contains(out, "switch west -> east (failback)") ||
+				!strings.Contains(out, "errors after recovery") {
 				t.Errorf("output:\n%s", out)
 			}
 			checkReport(t, report, "failover east→west", "failback west→east")
