@@ -17,7 +17,8 @@
 //     fails it over within the region), under the same rules.
 //   - StartRESTAPI fakes a Redis Software cluster's REST API (database
 //     list, availability, replication lag; delay, hang, errors, 403) for
-//     lag-aware health checks (package lagcheck).
+//     lag-aware health checks (package lagcheck); LaunchRESTAPI starts it
+//     outside a test, as LaunchServer does a server.
 //   - Faults on the network (latency, black holes, resets) come from the
 //     fault proxy in github.com/geofailover/geofailover/faultproxy, a module
 //     of its own (it brings toxiproxy's dependencies).

@@ -320,3 +320,26 @@ func TestSentinelGroup(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestLaunchRESTAPI: the fake REST API runs outside a test too, and Close
+// stops it (twice is fine).
+func TestLaunchRESTAPI(t *testing.T) {
+	a := failovertest.LaunchRESTAPI("u", "p")
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: a.TLSConfig()}}
+	req, _ := http.NewRequest("GET", a.URL+"/v1/bdbs", nil)
+	req.SetBasicAuth("u", "p")
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	client.CloseIdleConnections()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /v1/bdbs: %s", resp.Status)
+	}
+	a.Close()
+	a.Close()
+	if _, err := client.Do(req); err == nil {
+		t.Fatal("the API still answers after Close")
+	}
+}

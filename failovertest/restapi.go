@@ -34,13 +34,15 @@ import (
 //
 // The test controls each database (AddDatabase, SetAvailable, SetLag,
 // MoveDatabase, RemoveDatabase) and the API itself (SetDelay, Hang, FailWith), and reads
-// every request it served (Requests). It is closed when the test ends.
+// every request it served (Requests). StartRESTAPI's is closed when the
+// test ends; LaunchRESTAPI's by Close.
 type RESTAPI struct {
 	// URL is the API's base URL, https://127.0.0.1:<port>.
 	URL string
 
-	srv     *httptest.Server
-	closing chan struct{}
+	srv       *httptest.Server
+	closing   chan struct{}
+	closeOnce sync.Once
 
 	mu        sync.Mutex
 	user, pw  string
@@ -65,16 +67,29 @@ type fakeDB struct {
 // as a cluster's is by default: trust it with TLSConfig.
 func StartRESTAPI(t testing.TB, user, password string) *RESTAPI {
 	t.Helper()
+	a := LaunchRESTAPI(user, password)
+	t.Cleanup(a.Close)
+	return a
+}
+
+// LaunchRESTAPI starts the fake REST API as StartRESTAPI does, for use
+// outside tests (a demo, a drill rehearsal). The caller must Close it.
+func LaunchRESTAPI(user, password string) *RESTAPI {
 	a := &RESTAPI{user: user, pw: password, dbs: map[int]*fakeDB{}, tolerance: 100 * time.Millisecond, closing: make(chan struct{})}
 	a.srv = httptest.NewUnstartedServer(http.HandlerFunc(a.serve))
 	a.srv.Config.ErrorLog = log.New(io.Discard, "", 0) // a client that distrusts the certificate is expected
 	a.srv.StartTLS()
 	a.URL = a.srv.URL
-	t.Cleanup(func() {
+	return a
+}
+
+// Close stops the fake, ending requests it holds (Hang). Safe to call
+// more than once.
+func (a *RESTAPI) Close() {
+	a.closeOnce.Do(func() {
 		close(a.closing) // ends hung requests
 		a.srv.Close()
 	})
-	return a
 }
 
 // TLSConfig returns a client configuration that trusts the fake's
