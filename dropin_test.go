@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"reflect"
 	"runtime"
 	"slices"
 	"strings"
@@ -626,6 +627,88 @@ func TestPubSubReceiveTimeoutNamesTheServer(t *testing.T) {
 		var nerr net.Error
 		if !errors.As(err, &nerr) || !nerr.Timeout() || !strings.Contains(err.Error(), srv.Addr) || !strings.HasPrefix(err.Error(), "read tcp ") {
 			t.Errorf("%s: receive timeout %v, want a read tcp timeout naming %s", name, err, srv.Addr)
+		}
+	}
+}
+
+// A Subscribe whose SUBSCRIBE cannot be sent, on a client with nowhere
+// else to send it, fails with the connection's error as a plain client's
+// does (go-redis's spec "Client timeout / Subscribe timeouts": 1 ns socket
+// timeouts on the endpoint).
+func TestSubscribeFailsWithNowhereElse(t *testing.T) {
+	srv := failovertest.StartServer(t)
+	ctx := ctxFor(t, testTimeout)
+	for _, o := range []*redis.Options{
+		{Addr: srv.Addr, ReadTimeout: time.Nanosecond, WriteTimeout: -1},
+		{Addr: srv.Addr, ReadTimeout: -1, WriteTimeout: time.Nanosecond},
+	} {
+		plain := redis.NewClient(o)
+		defer plain.Close()
+		c := oneEndpoint(t, o, nil)
+		for name, cl := range map[string]redis.UniversalClient{"plain": plain, "geofailover": c} {
+			ps := cl.Subscribe(ctx)
+			err := ps.Subscribe(ctx, "_")
+			ps.Close()
+			var nerr net.Error
+			if !errors.As(err, &nerr) || !nerr.Timeout() {
+				t.Errorf("%s, read timeout %v, write timeout %v: Subscribe = %v, want a timeout", name, o.ReadTimeout, o.WriteTimeout, err)
+			}
+		}
+	}
+}
+
+// WAIT keeps go-redis's own read timeout (its block time) through the
+// client: a WAIT longer than the endpoint's ReadTimeout is not cut short.
+func TestWaitKeepsItsTimeout(t *testing.T) {
+	srv := failovertest.StartServer(t)
+	o := &redis.Options{Addr: srv.Addr, ReadTimeout: 100 * time.Millisecond}
+	plain := redis.NewClient(o)
+	defer plain.Close()
+	c := oneEndpoint(t, o, nil)
+	for name, w := range map[string]interface {
+		Wait(context.Context, int, time.Duration) *redis.IntCmd
+	}{"plain": plain, "geofailover": c} {
+		start := time.Now()
+		n, err := w.Wait(context.Background(), 1, 300*time.Millisecond).Result()
+		if err != nil || n != 0 || time.Since(start) < 250*time.Millisecond {
+			t.Errorf("%s: WAIT 1 300ms = %d, %v after %v; want 0 replicas after 300 ms", name, n, err, time.Since(start))
+		}
+	}
+}
+
+// Every method of *redis.Client is on *geofailover.Client, but those that
+// cannot mean the same thing on a client of several endpoints, each with
+// its reason.
+func TestMethodSetOfRedisClient(t *testing.T) {
+	notOurs := map[string]string{
+		"Options":                         "a client of several endpoints has no one redis.Options",
+		"String":                          "names one server",
+		"WithTimeout":                     "returns a *redis.Client bound to one server",
+		"Monitor":                         "MONITOR streams one server's commands: not proxied across a switch",
+		"Sync":                            "replication stream of one server",
+		"NodeAddress":                     "one server's address",
+		"EphemeralConn":                   "a connection to one server; use Conn(ctx), pinned to the active endpoint",
+		"CSCStats":                        "per endpoint: set OnNewClient to reach each member's",
+		"CSCRefreshStats":                 "per endpoint: set OnNewClient to reach each member's",
+		"GetMaintNotificationsManager":    "per endpoint (maintenance notifications are off in our members unless configured)",
+		"GetPushNotificationHandler":      "per endpoint",
+		"RegisterPushNotificationHandler": "per endpoint: set OnNewClient",
+		"FTExplainCli":                    "go-redis does not implement it either",
+	}
+	ours := map[string]bool{}
+	for i := range reflect.TypeOf(&geofailover.Client{}).NumMethod() {
+		ours[reflect.TypeOf(&geofailover.Client{}).Method(i).Name] = true
+	}
+	rt := reflect.TypeOf(&redis.Client{})
+	for i := range rt.NumMethod() {
+		name := rt.Method(i).Name
+		if _, skip := notOurs[name]; !skip && !ours[name] {
+			t.Errorf("(*redis.Client).%s has no counterpart on *geofailover.Client", name)
+		}
+	}
+	for name := range notOurs {
+		if ours[name] {
+			t.Errorf("%s is listed as not ours but exists", name)
 		}
 	}
 }

@@ -155,10 +155,12 @@ const (
 )
 
 // frontCommand is one command the app's PubSub wrote; done is closed once
-// it has been written to the real connection (or answered by the bridge).
+// it has been written to the real connection (or answered by the bridge),
+// or, with err set first, once it could not be (see failWaiting).
 type frontCommand struct {
 	args []string
 	done chan struct{}
+	err  *error
 }
 
 // bridge serves one front PubSub connection.
@@ -177,8 +179,8 @@ type bridge struct {
 	// confirmations (a re-subscription's) are the bridge's own.
 	pending   map[subKey]int
 	unpending map[subKey]int
-	replies   []replyKind     // relayed PING/CLIENT commands awaiting replies, in order
-	waiting   []chan struct{} // front commands to release once the member is ready
+	replies   []replyKind    // relayed PING/CLIENT commands awaiting replies, in order
+	waiting   []frontCommand // front commands to release once the member is ready
 
 	mem *member // the current real subscription, or nil
 	// serving is the address of the endpoint of the latest member, for
@@ -329,10 +331,24 @@ func (b *bridge) dropMember() {
 
 // release lets the front's waiting writes return.
 func (b *bridge) release() {
-	for _, done := range b.waiting {
-		close(done)
+	for _, cmd := range b.waiting {
+		close(cmd.done)
 	}
 	b.waiting = nil
+}
+
+// failWaiting fails the front's writes that wait for m with err, the error
+// that ended m before it could send them, when there is no other endpoint
+// to send them to: then a plain client's Subscribe would have failed with
+// it too. (With somewhere to go, they wait for the next member: the
+// subscription follows the traffic.)
+func (b *bridge) failWaiting(m *member, err error) {
+	if r := b.c.route.Load(); m.ready || r.active != m.e || r.fallback != nil {
+		return
+	}
+	for _, cmd := range b.waiting {
+		*cmd.err = err
+	}
 }
 
 // runMember subscribes m's snapshot on its endpoint, then relays what the
@@ -381,6 +397,7 @@ func (b *bridge) memberEvent(ev memberEvent) {
 		if failureOf(ev.err) != failNone {
 			m.e.suspect() // the endpoint may be down: check it now
 		}
+		b.failWaiting(m, ev.err)
 		b.dropMember()
 		b.openGap(m.e.name)
 		b.scheduleRetry()
@@ -524,7 +541,7 @@ func (b *bridge) ready() bool { return b.mem != nil && b.mem.ready }
 // command serves one command from the front PubSub.
 func (b *bridge) command(cmd frontCommand) {
 	if b.handle(cmd.args) && b.mem != nil && !b.mem.ready {
-		b.waiting = append(b.waiting, cmd.done) // written once the member is ready
+		b.waiting = append(b.waiting, cmd) // written once the member is ready
 		return
 	}
 	close(cmd.done)

@@ -86,7 +86,7 @@ func (f *frontConn) Write(p []byte) (int, error) {
 			return 0, err
 		}
 		f.buf = f.buf[n:]
-		cmd := frontCommand{args: args, done: make(chan struct{})}
+		cmd := frontCommand{args: args, done: make(chan struct{}), err: new(error)}
 		for _, wait := range []func() bool{
 			func() bool {
 				select {
@@ -113,6 +113,9 @@ func (f *frontConn) Write(p []byte) (int, error) {
 				}
 				return 0, &net.OpError{Op: "write", Net: "pipe", Err: os.ErrDeadlineExceeded}
 			}
+		}
+		if err := *cmd.err; err != nil {
+			return 0, err // it could not be sent, and had nowhere else to go
 		}
 	}
 	if len(f.buf) == 0 {

@@ -91,7 +91,11 @@ func TestGoRedisSpecs(t *testing.T) {
 		name        string
 		plain, ours map[string]spec
 	}
-	passes := []pass{{name: "all files, seed 1", plain: run("", all, 1), ours: run("geofailover", all, 1)}}
+	plainAll := run("", all, 1)
+	passes := []pass{
+		{name: "all files, seed 1", plain: plainAll, ours: run("geofailover", all, 1)},
+		{name: "all files, every call through geofailover (rawClient's too), seed 1", plain: plainAll, ours: run("geofailover-all", all, 1)},
+	}
 	for _, seed := range pubsubSeeds[1:] {
 		passes = append(passes, pass{name: fmt.Sprint("Pub/Sub, seed ", seed),
 			plain: run("", `(^|/)pubsub_test\.go$`, seed), ours: run("geofailover", `(^|/)pubsub_test\.go$`, seed)})
@@ -248,9 +252,10 @@ func patch(t *testing.T, dir, ours string) {
 })
 
 `)
-	main = mustReplace(t, main, "\tdefault:\n\t\treturn c, closeWith(nil)", `	case "geofailover":
-		gf := newGeofailover(c.Options())
+	main = mustReplace(t, main, "\tdefault:\n\t\treturn c, closeWith(nil)", `	case "geofailover", "geofailover-all":
+		gf := newUniversalGeofailover(c)
 		return gf, func() error {
+			forgetGeofailover(c)
 			err := gf.Close()
 			if cerr := c.Close(); err == nil {
 				err = cerr
@@ -261,6 +266,7 @@ func patch(t *testing.T, dir, ours string) {
 		return c, closeWith(nil)`)
 	write("main_test.go", main)
 
+	rawCall := regexp.MustCompile(`\brawClient\.`)
 	decl := regexp.MustCompile(`var client \*redis\.Client\b`)
 	ctor := regexp.MustCompile(`\bclient = redis\.NewClient\(`)
 	for _, f := range specFiles {
@@ -274,6 +280,9 @@ func patch(t *testing.T, dir, ours string) {
 		// rawClient is the subject only in the plain run; its pool counters
 		// say nothing about geofailover's.
 		s = strings.ReplaceAll(s, "rawClient.PoolStats()", "rawPoolStats(rawClient)")
+		// With GOREDIS_TEST_SUBJECT=geofailover-all, rawClient's calls go
+		// through geofailover too (rawVia).
+		s = rawCall.ReplaceAllString(s, "rawVia(rawClient).")
 		// A helper that only reads INFO takes any client.
 		s = strings.ReplaceAll(s, "func commandCalls(client *redis.Client)", "func commandCalls(client redis.UniversalClient)")
 		write(f, s)

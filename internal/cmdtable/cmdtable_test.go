@@ -18,18 +18,22 @@ func TestLookup(t *testing.T) {
 		name string
 		want cmdtable.Flags
 	}{
-		{"get", cmdtable.Known | cmdtable.ReadOnly},
-		{"mget", cmdtable.Known | cmdtable.ReadOnly},
+		{"get", cmdtable.Known | cmdtable.ReadOnly | cmdtable.Harmless},
+		{"mget", cmdtable.Known | cmdtable.ReadOnly | cmdtable.Harmless},
+		{"ping", cmdtable.Known | cmdtable.Harmless},
+		{"eval", cmdtable.Known},    // noscript: a script may write
+		{"publish", cmdtable.Known}, // pubsub: a message sent twice
 		{"incr", cmdtable.Known},
 		{"set", cmdtable.Known},
 		{"exec", cmdtable.Known},
 		{"blpop", cmdtable.Known | cmdtable.Blocking},
 		{"xread", cmdtable.Known | cmdtable.ReadOnly | cmdtable.Blocking},
 		{"wait", cmdtable.Known | cmdtable.Blocking},
-		{"object", cmdtable.Known | cmdtable.Container},
-		{"object|encoding", cmdtable.Known | cmdtable.ReadOnly},
-		{"json.get", 0}, // a module's command is unknown: treated as a write
-		{"GET", 0},      // names are looked up in lower case
+		{"object", cmdtable.Known | cmdtable.Container | cmdtable.Harmless},
+		{"object|encoding", cmdtable.Known | cmdtable.ReadOnly | cmdtable.Harmless},
+		{"client|kill", cmdtable.Known}, // admin
+		{"json.get", 0},                 // a module's command is unknown: treated as a write
+		{"GET", 0},                      // names are looked up in lower case
 	} {
 		if got := cmdtable.Lookup(tc.name); got != tc.want {
 			t.Errorf("Lookup(%q) = %v, want %v", tc.name, got, tc.want)
