@@ -90,11 +90,12 @@ func TestGoRedisSpecs(t *testing.T) {
 	type pass struct {
 		name        string
 		plain, ours map[string]spec
+		known       map[string]string // specs known to differ, and why
 	}
 	plainAll := run("", all, 1)
 	passes := []pass{
 		{name: "all files, seed 1", plain: plainAll, ours: run("geofailover", all, 1)},
-		{name: "all files, every call through geofailover (rawClient's too), seed 1", plain: plainAll, ours: run("geofailover-all", all, 1)},
+		{name: "all files, every call through geofailover (rawClient's too), seed 1", plain: plainAll, ours: run("geofailover-all", all, 1), known: everyCallDifferences},
 	}
 	for _, seed := range pubsubSeeds[1:] {
 		passes = append(passes, pass{name: fmt.Sprint("Pub/Sub, seed ", seed),
@@ -125,6 +126,8 @@ func TestGoRedisSpecs(t *testing.T) {
 			switch {
 			case !ok:
 				only = append(only, name+": not run through plain go-redis")
+			case s.failed() && !c.failed() && p.known[name] != "":
+				t.Logf("%s: known difference: %s: %s", p.name, name, p.known[name])
 			case s.failed() && !c.failed():
 				only = append(only, fmt.Sprintf("%s (%s)\n        %s", name, s.Location, s.failureText()))
 			case s.State == "skipped" && c.State != "skipped":
@@ -141,6 +144,24 @@ func TestGoRedisSpecs(t *testing.T) {
 		}
 	}
 }
+
+// everyCallDifferences are the specs that differ when every call of a
+// spec, its rawClient's included, goes through geofailover, each with the
+// reason (the README's compatibility section lists them too).
+var everyCallDifferences = func() map[string]string {
+	const pool = "blocking commands run on a pool of their own, so that a switch can interrupt them: " +
+		"the spec's first blocking command dials a connection of that pool (a miss) where a plain client reuses its one connection (a hit); " +
+		"PoolStats adds both pools up"
+	m := map[string]string{}
+	for _, name := range []string{
+		"Commands / lists / should BLPop timeout", "Commands / lists / should BLMPop timeout",
+		"Commands / sorted sets / should BZPopMin timeout", "Commands / sorted sets / should BZPopMax timeout",
+		"Commands / sorted sets / should BZMPop timeout",
+	} {
+		m[name] = pool
+	}
+	return m
+}()
 
 // spec is one spec's outcome, from Ginkgo's JSON report.
 type spec struct {
