@@ -563,6 +563,8 @@ func redisAddr(ep geofailover.Endpoint) (string, error) {
 			return "", errors.New("the endpoint's url does not parse")
 		}
 		return o.Addr, nil
+	case ep.Options != nil: // a url with an options section
+		return ep.Options.Addr, nil
 	case ep.ClusterOptions != nil && len(ep.ClusterOptions.Addrs) > 0:
 		return ep.ClusterOptions.Addrs[0], nil
 	}

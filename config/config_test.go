@@ -198,3 +198,17 @@ endpoints:
 		t.Errorf("ap options %+v", ap)
 	}
 }
+
+// TestOptionsWithRESTAPI: an endpoint with an options section keeps its
+// rest_api for the lag check.
+func TestOptionsWithRESTAPI(t *testing.T) {
+	_, err := config.Parse("lag.yaml", []byte(`
+endpoints:
+  - {name: a, weight: 1, url: 'redis://h:1', rest_api: 'https://h:9443', options: {pool_size: 3}}
+health_check: lag
+lag_check: {username: u, password: p}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+}
