@@ -90,6 +90,7 @@ func New(opts *Options) (*Client, error) {
 	c := &Client{cfg: cfg, wake: make(chan struct{}, 1), supDone: make(chan struct{})}
 	c.route.Store(&route{changed: make(chan struct{})})
 	c.hedges.init()
+	c.hedgeWork.init()
 	c.hooks.Store(c.newHookChain(nil))
 	c.front = newFront(routingHook{c: c}, nil)
 	c.txFront = newFront(routingHook{c: c, tx: true}, nil)

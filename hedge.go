@@ -99,48 +99,41 @@ func (r *rtt) hedgeDelay() time.Duration {
 	return min(max(d, MinHedgeDelay), maxHedgeWait)
 }
 
-// hedgeWork counts the goroutines hedged reads run (attempts on a
-// goroutine of their own, and the hedge timer's callback while it sends),
-// so that Close can wait for them. After closeAndWait, enter refuses.
+// hedgeWork counts the hedged reads under way and the goroutines they run
+// (attempts on a goroutine of their own, the hedge timer's callback while
+// it sends), so that Close can wait for them. Two atomic adds per hedged
+// read; after closeAndWait, enter refuses.
 type hedgeWork struct {
-	mu     sync.Mutex
-	n      int
-	closed bool
-	idle   chan struct{} // closed when n drops to 0 after closeAndWait began
+	state atomic.Int64 // count of work under way, plus hedgeClosed once closing
+	idle  chan struct{}
+	once  sync.Once
 }
 
-// enter counts one more goroutine at work; false once Close has begun.
+const hedgeClosed = 1 << 62
+
+func (w *hedgeWork) init() { w.idle = make(chan struct{}) }
+
+// enter counts one more piece of work; false once Close has begun.
 func (w *hedgeWork) enter() bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.closed {
+	if w.state.Add(1)&hedgeClosed != 0 {
+		w.leave()
 		return false
 	}
-	w.n++
 	return true
 }
 
 func (w *hedgeWork) leave() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.n--; w.n == 0 && w.idle != nil {
-		close(w.idle)
-		w.idle = nil
+	if w.state.Add(-1) == hedgeClosed {
+		w.once.Do(func() { close(w.idle) })
 	}
 }
 
 // closeAndWait refuses new work and waits for the work under way.
 func (w *hedgeWork) closeAndWait() {
-	w.mu.Lock()
-	w.closed = true
-	if w.n == 0 {
-		w.mu.Unlock()
-		return
+	if w.state.Add(hedgeClosed) == hedgeClosed {
+		w.once.Do(func() { close(w.idle) })
 	}
-	idle := make(chan struct{})
-	w.idle = idle
-	w.mu.Unlock()
-	<-idle
+	<-w.idle
 }
 
 // hedgeable reports whether cmd may be hedged: Redis flags it read-only
@@ -344,6 +337,7 @@ type inlineCall struct {
 	c     *Client
 	timer *time.Timer
 	done  chan hedgeResult // the hedge's result, if it was sent
+	fired chan struct{}    // a fire of this call's timer has ended (see fire)
 	refs  atomic.Int32
 
 	mu      sync.Mutex
@@ -371,7 +365,7 @@ func newInlineCall() *inlineCall {
 	if h, ok := inlineCalls.Get().(*inlineCall); ok {
 		return h
 	}
-	h := &inlineCall{done: make(chan hedgeResult, 1)}
+	h := &inlineCall{done: make(chan hedgeResult, 1), fired: make(chan struct{}, 1)}
 	h.timer = time.AfterFunc(time.Hour, h.fire)
 	h.timer.Stop()
 	return h
@@ -384,29 +378,46 @@ func (h *inlineCall) release() {
 	for len(h.done) > 0 {
 		<-h.done
 	}
+	for len(h.fired) > 0 {
+		<-h.fired // a hedging fire's: the caller did not wait for it
+	}
 	h.spare = h.clone // no one uses it any more; the next copyInto overwrites all of it
 	h.ctx, h.r, h.clone, h.c = nil, nil, nil, nil
 	inlineCalls.Put(h)
 }
 
-// fire sends the hedge, on the timer's goroutine, and cuts the first
-// attempt if the hedge answers first while the caller still waits.
+// fire runs on the timer's goroutine. It sends the hedge (sendHedge) and
+// then signals fired, before its reference is released, so a caller whose
+// Stop came too late can wait for it: no fire outlives its call unless it
+// is sending a hedge, which Client.hedgeWork counts.
 func (h *inlineCall) fire() {
+	hedged := h.sendHedge()
+	h.fired <- struct{}{}
+	if hedged {
+		h.release()
+	}
+}
+
+// sendHedge sends the hedge if the call still waits for its first answer
+// and the budget, the caller's deadline and Close allow, and cuts the first
+// attempt if the hedge answers first while the caller still waits. It
+// reports whether it sent it (it then holds a reference).
+func (h *inlineCall) sendHedge() bool {
 	h.mu.Lock()
 	// A fire from the call's previous use, which stopped its timer too
 	// late, finds a new call that is not due yet: it leaves it alone.
 	if h.state != inlineArmed || monoNow()-h.started < int64(h.delay) || !h.c.hedges.take() {
 		h.mu.Unlock()
-		return
+		return false
 	}
 	if d, ok := h.ctx.Deadline(); ok && time.Until(d) < retryBudgetFloor {
 		h.mu.Unlock()
-		return
+		return false
 	}
 	work := &h.c.hedgeWork // h.c is cleared when the last reference is released
 	if !work.enter() {
 		h.mu.Unlock()
-		return // closing
+		return false // closing
 	}
 	defer work.leave()
 	h.state = inlineHedging
@@ -427,12 +438,17 @@ func (h *inlineCall) fire() {
 	}
 	h.mu.Unlock()
 	h.done <- hedgeResult{e: f, cmd: clone, err: err, kind: hedgeAttempt}
-	h.release()
+	return true
 }
 
 // processHedgedInline is processHedged for an endpoint whose connections
 // can be cut: no goroutine unless the hedge is sent.
 func (c *Client) processHedgedInline(ctx context.Context, r *route, cmd redis.Cmder) error {
+	if !c.hedgeWork.enter() {
+		_, err := c.processOne(ctx, r, cmd) // closing: no hedge
+		return err
+	}
+	defer c.hedgeWork.leave() // Close waits for the call, and so for its timer's fire
 	c.hedges.read()
 	e := r.active
 	h := newInlineCall()
@@ -449,11 +465,14 @@ func (c *Client) processHedgedInline(ctx context.Context, r *route, cmd redis.Cm
 
 	start := c.begin(e, false)
 	err := e.client().Process(ctx, cmd)
-	h.timer.Stop()
+	stopped := h.timer.Stop()
 	h.mu.Lock()
 	hedging := h.state == inlineHedging
 	h.state = inlineOver
 	h.mu.Unlock()
+	if !stopped && !hedging {
+		<-h.fired // the timer fired: its fire finds the call over and returns
+	}
 	defer h.release()
 
 	counted := err // a cut for another read's hedge counts neither way (record)
