@@ -30,8 +30,9 @@ func DefaultIsEndpointFailure(err error) bool {
 	switch {
 	case err == nil, errors.Is(err, redis.Nil), errors.Is(err, context.Canceled):
 		return false
-	case errors.Is(err, ErrNoHealthyEndpoint), errors.Is(err, ErrEndpointChanged):
-		return false // our own verdicts, not an endpoint's answer
+	case errors.Is(err, ErrNoHealthyEndpoint), errors.Is(err, ErrEndpointChanged),
+		errors.As(err, new(*memberReplacedError)):
+		return false // our own verdicts and doings, not an endpoint's answer
 	}
 	if isReply(err) {
 		return isRefusingReply(err)
@@ -182,6 +183,8 @@ func failureOf(err error) failure {
 	switch {
 	case errors.As(err, &cif):
 		return failNone // the Client is closing: nowhere to go
+	case errors.As(err, new(*memberReplacedError)):
+		return failAmbiguous // it may have reached the server
 	case err == nil, errors.Is(err, redis.Nil),
 		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded),
 		errors.Is(err, ErrNoHealthyEndpoint):

@@ -148,6 +148,20 @@ func (e *closedInFlightError) Error() string {
 // Is reports a match with ErrClosed.
 func (e *closedInFlightError) Is(target error) bool { return target == ErrClosed }
 
+// memberReplacedError is what a command gets whose endpoint's client we
+// closed while it was in flight (traffic left the endpoint because it
+// failed, or its client was renewed): it may have reached the server, so
+// it is replayed only as a lost answer is (read-only commands), and it is
+// not NotApplied. It counts against no endpoint (we closed the client).
+type memberReplacedError struct {
+	op    string
+	cause error
+}
+
+func (e *memberReplacedError) Error() string {
+	return fmt.Sprintf("geofailover: %s was in flight when the endpoint's client was closed at a switch (%v)", e.op, e.cause)
+}
+
 // errInterrupted is what a blocking command gets when traffic left its
 // endpoint before it was sent: unsent (see isUnsent), so it is retried on
 // the new endpoint.

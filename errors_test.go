@@ -53,3 +53,14 @@ func TestErrorsUnwrapHonestly(t *testing.T) {
 		t.Error("errInterrupted claims to be a network error")
 	}
 }
+
+// A command whose endpoint's client we closed under it (a cluster client
+// then says redis.ErrClosed) may have reached the server: not NotApplied,
+// replayed only as a lost answer, counted against no endpoint.
+func TestMemberReplacedError(t *testing.T) {
+	err := error(&memberReplacedError{op: "get", cause: redis.ErrClosed})
+	if NotApplied(err) || failureOf(err) != failAmbiguous || DefaultIsEndpointFailure(err) || errors.Is(err, ErrClosed) {
+		t.Errorf("memberReplacedError: NotApplied %v, failureOf %v, counts %v, is ErrClosed %v",
+			NotApplied(err), failureOf(err), DefaultIsEndpointFailure(err), errors.Is(err, ErrClosed))
+	}
+}

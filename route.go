@@ -224,11 +224,29 @@ func (c *Client) attempt(ctx context.Context, e *endpoint, cmd redis.Cmder, retr
 		return c.attemptBlocking(ctx, e, cmd)
 	}
 	start := c.begin(e, blocking)
-	err := e.client().Process(ctx, cmd)
-	if err != nil && c.closing() {
-		err = closedInFlight(cmd, err)
+	m := e.member.Load()
+	err := m.c.Process(ctx, cmd)
+	if err != nil {
+		err = c.interrupted(e, m, cmd, err)
 	}
 	c.end(ctx, e, blocking, start, err, retry)
+	return err
+}
+
+// interrupted is err, the failure of cmd on e's member client m, told
+// honestly when we closed the client under it: Close
+// (closedInFlightError), or a switch that replaced e's client while cmd
+// was in flight (memberReplacedError: a cluster client reports its closed
+// node as redis.ErrClosed, "never sent", though cmd may have reached the
+// server).
+func (c *Client) interrupted(e *endpoint, m *memberRef, cmd redis.Cmder, err error) error {
+	switch {
+	case c.closing():
+		return closedInFlight(cmd, err)
+	case errors.Is(err, redis.ErrClosed) && e.member.Load() != m:
+		err = &memberReplacedError{op: cmd.Name(), cause: err}
+		cmd.SetErr(err)
+	}
 	return err
 }
 
@@ -315,11 +333,12 @@ func (c *Client) processPipeline(ctx context.Context, cmds []redis.Cmder, tx boo
 }
 
 func (c *Client) attemptPipeline(ctx context.Context, e *endpoint, cmds []redis.Cmder, tx, retry bool) error {
+	m := e.member.Load()
 	var p redis.Pipeliner
 	if tx {
-		p = e.client().TxPipeline()
+		p = m.c.TxPipeline()
 	} else {
-		p = e.client().Pipeline()
+		p = m.c.Pipeline()
 	}
 	blocking := false
 	for _, cmd := range cmds {
@@ -328,6 +347,14 @@ func (c *Client) attemptPipeline(ctx context.Context, e *endpoint, cmds []redis.
 	_ = p.BatchProcess(ctx, cmds...)
 	start := c.begin(e, blocking)
 	_, err := p.Exec(ctx)
+	if err != nil && !c.closing() && errors.Is(err, redis.ErrClosed) && e.member.Load() != m {
+		for _, cmd := range cmds {
+			if cmd.Err() != nil {
+				cmd.SetErr(&memberReplacedError{op: cmd.Name(), cause: cmd.Err()})
+			}
+		}
+		err = &memberReplacedError{op: "pipeline", cause: err}
+	}
 	if err != nil && c.closing() {
 		for _, cmd := range cmds {
 			if cmd.Err() != nil {
@@ -349,10 +376,11 @@ func (c *Client) attemptPipeline(ctx context.Context, e *endpoint, cmds []redis.
 // so the success path adds nothing here; the caller counts the completion.
 func (c *Client) record(ctx context.Context, e *endpoint, err error, start time.Time, retry, blocking bool) {
 	s := &e.live
-	if errors.Is(err, errCut) {
-		// Cut because another read's hedge answered first (hedgeconn.go):
-		// says nothing about e. (A read's own cut is counted by
-		// processHedgedInline as errCutTimeout.)
+	if errors.Is(err, errCut) || errors.As(err, new(*memberReplacedError)) {
+		// Cut because another read's hedge answered first (hedgeconn.go),
+		// or its client closed by us at a switch: says nothing about e.
+		// (A read's own cut is counted by processHedgedInline as
+		// errCutTimeout.)
 		if !blocking {
 			s.neutralNB.Add(1)
 		}
