@@ -97,8 +97,8 @@ func (c *Client) attemptBlocking(ctx context.Context, e *endpoint, cmd redis.Cmd
 		return errInterrupted
 	}
 	err := client.Process(ctx, cmd)
-	if err != nil && c.closing() {
-		err = closedInFlight(cmd, err)
+	if err != nil {
+		err = c.interruptedCmd(e, nil, cmd)
 	}
 	if tracing.Load() {
 		traceAttempt(ctx, e, err)

@@ -91,21 +91,27 @@ func resp2Conns(t *testing.T, s *failovertest.Server) int {
 	return n
 }
 
+// cachingPair starts east (weight 1) and west (0.5) and a client over them
+// with go-redis's client-side caching (RESP3) on both endpoints.
+func cachingPair(t *testing.T, tune func(*geofailover.Options)) (east, west *failovertest.Server, c *geofailover.Client) {
+	t.Helper()
+	east, west = failovertest.StartServer(t, failovertest.WithMinVersion("7.0")), failovertest.StartServer(t, failovertest.WithMinVersion("7.0"))
+	csc := func(addr string) *redis.Options {
+		return &redis.Options{Addr: addr, Protocol: 3, ClientSideCacheConfig: &redis.ClientSideCacheConfig{}}
+	}
+	opts := &geofailover.Options{Endpoints: []geofailover.Endpoint{
+		{Name: "east", Weight: 1, Options: csc(east.Addr)},
+		{Name: "west", Weight: 0.5, Options: csc(west.Addr)},
+	}}
+	tune(opts)
+	return east, west, newClient(t, opts)
+}
+
 // With go-redis's client-side caching on the endpoints, the refused HELLO
 // (a client-side error) once counted against each endpoint in turn: a
 // failover storm caused by one Subscribe.
 func TestSubscribeWithClientSideCaching(t *testing.T) {
-	east, west := failovertest.StartServer(t, failovertest.WithMinVersion("7.0")), failovertest.StartServer(t, failovertest.WithMinVersion("7.0"))
-	csc := func(addr string) *redis.Options {
-		return &redis.Options{Addr: addr, Protocol: 3, ClientSideCacheConfig: &redis.ClientSideCacheConfig{}}
-	}
-	c := newClient(t, &geofailover.Options{
-		Endpoints: []geofailover.Endpoint{
-			{Name: "east", Weight: 1, Options: csc(east.Addr)},
-			{Name: "west", Weight: 0.5, Options: csc(west.Addr)},
-		},
-		HealthCheckInterval: 100 * time.Millisecond,
-	})
+	_, _, c := cachingPair(t, func(o *geofailover.Options) { o.HealthCheckInterval = 100 * time.Millisecond })
 	events, stop := c.Events(100)
 	defer stop()
 	ctx := ctxFor(t, testTimeout)
@@ -514,18 +520,7 @@ func TestDeadPooledConnection(t *testing.T) {
 func TestClientSideCachingAcrossSwitches(t *testing.T) {
 	for _, how := range []string{"switch", "freeze"} {
 		t.Run(how, func(t *testing.T) {
-			east, west := failovertest.StartServer(t, failovertest.WithMinVersion("7.0")), failovertest.StartServer(t, failovertest.WithMinVersion("7.0"))
-			csc := func(addr string) *redis.Options {
-				return &redis.Options{Addr: addr, Protocol: 3, ClientSideCacheConfig: &redis.ClientSideCacheConfig{}}
-			}
-			c := newClient(t, &geofailover.Options{
-				Endpoints: []geofailover.Endpoint{
-					{Name: "east", Weight: 1, Options: csc(east.Addr)},
-					{Name: "west", Weight: 0.5, Options: csc(west.Addr)},
-				},
-				HealthCheckInterval: 100 * time.Millisecond, HealthCheckTimeout: 100 * time.Millisecond,
-				GracePeriod: 300 * time.Millisecond, FailbackDelay: 200 * time.Millisecond,
-			})
+			east, west, c := cachingPair(t, fast)
 			failovertest.WaitActive(t, c, "east")
 			failovertest.WaitHealth(t, c, "west", geofailover.Healthy)
 			ctx := ctxFor(t, testTimeout)

@@ -227,42 +227,46 @@ func (c *Client) attempt(ctx context.Context, e *endpoint, cmd redis.Cmder, retr
 	m := e.member.Load()
 	err := m.c.Process(ctx, cmd)
 	if err != nil {
-		err = c.interrupted(e, m, cmd, err)
+		err = c.interruptedCmd(e, m, cmd)
 	}
 	c.end(ctx, e, blocking, start, err, retry)
 	return err
 }
 
-// interrupted is err, the failure of cmd on e's member client m, told
-// honestly when we closed the client under it: Close
-// (closedInFlightError), or a switch that replaced e's client while cmd
-// was in flight (memberReplacedError: a cluster client reports its closed
-// node as redis.ErrClosed, "never sent", though cmd may have reached the
-// server).
-func (c *Client) interrupted(e *endpoint, m *memberRef, cmd redis.Cmder, err error) error {
+// interrupted returns err, the failure of op on e's member client m, as
+// what it is when we closed the client under it: Close
+// (closedInFlightError), or a switch that replaced e's client while op was
+// in flight (memberReplacedError: a cluster client reports its closed node
+// as redis.ErrClosed, "never sent", though op may have reached the
+// server). m nil: the client is not e's member (the blocking pool's).
+func (c *Client) interrupted(e *endpoint, m *memberRef, op string, err error) error {
 	switch {
 	case c.closing():
-		return closedInFlight(cmd, err)
-	case errors.Is(err, redis.ErrClosed) && e.member.Load() != m:
-		err = &memberReplacedError{op: cmd.Name(), cause: err}
-		cmd.SetErr(err)
+		if errors.As(err, new(*closedInFlightError)) {
+			return err
+		}
+		return &closedInFlightError{op: op, cause: err}
+	case m != nil && errors.Is(err, redis.ErrClosed) && e.member.Load() != m:
+		return &memberReplacedError{op: op, cause: err}
+	}
+	return err
+}
+
+// interruptedCmd applies interrupted to cmd's own error.
+func (c *Client) interruptedCmd(e *endpoint, m *memberRef, cmd redis.Cmder) error {
+	err := cmd.Err()
+	if err == nil {
+		return nil
+	}
+	if told := c.interrupted(e, m, cmd.Name(), err); told != err {
+		cmd.SetErr(told)
+		return told
 	}
 	return err
 }
 
 // closing reports whether Close has begun.
 func (c *Client) closing() bool { return c.ctx != nil && c.ctx.Err() != nil }
-
-// closedInFlight is err, the failure of cmd cut short by Close, as a
-// *closedInFlightError (set on cmd too).
-func closedInFlight(cmd redis.Cmder, err error) error {
-	if errors.As(err, new(*closedInFlightError)) {
-		return err
-	}
-	err = &closedInFlightError{op: cmd.Name(), cause: err}
-	cmd.SetErr(err)
-	return err
-}
 
 // begin counts a call to e as in flight (blocking calls are not: they may
 // wait legitimately) and returns its start time when slow calls are
@@ -347,23 +351,11 @@ func (c *Client) attemptPipeline(ctx context.Context, e *endpoint, cmds []redis.
 	_ = p.BatchProcess(ctx, cmds...)
 	start := c.begin(e, blocking)
 	_, err := p.Exec(ctx)
-	if err != nil && !c.closing() && errors.Is(err, redis.ErrClosed) && e.member.Load() != m {
+	if err != nil {
 		for _, cmd := range cmds {
-			if cmd.Err() != nil {
-				cmd.SetErr(&memberReplacedError{op: cmd.Name(), cause: cmd.Err()})
-			}
+			c.interruptedCmd(e, m, cmd)
 		}
-		err = &memberReplacedError{op: "pipeline", cause: err}
-	}
-	if err != nil && c.closing() {
-		for _, cmd := range cmds {
-			if cmd.Err() != nil {
-				closedInFlight(cmd, cmd.Err())
-			}
-		}
-		if !errors.As(err, new(*closedInFlightError)) {
-			err = &closedInFlightError{op: "pipeline", cause: err}
-		}
+		err = c.interrupted(e, m, "pipeline", err)
 	}
 	c.end(ctx, e, blocking, start, err, retry)
 	return err

@@ -172,17 +172,13 @@ func (c *ClientFile) apply(f clientFields, path string) error {
 // applied as the library applies Endpoint.TLSConfig).
 func applyClientFile(e EndpointFile, ep *geofailover.Endpoint, path string) error {
 	c := e.Options
-	switch {
-	case ep.ClusterOptions != nil:
+	if ep.ClusterOptions != nil || ep.FailoverOptions != nil {
 		if c.ClientSideCache {
 			return &fieldError{path: path + ".client_side_cache", msg: path + ".client_side_cache is for url endpoints only"}
 		}
-		o := ep.ClusterOptions
-		return c.apply(clientFields{&o.Protocol, &o.PoolSize, &o.MinIdleConns, &o.MaxIdleConns, &o.ClientName,
-			&o.PoolTimeout, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.ConnMaxIdleTime, &o.ConnMaxLifetime}, path)
-	case ep.FailoverOptions != nil:
-		if c.ClientSideCache {
-			return &fieldError{path: path + ".client_side_cache", msg: path + ".client_side_cache is for url endpoints only"}
+		if o := ep.ClusterOptions; o != nil {
+			return c.apply(clientFields{&o.Protocol, &o.PoolSize, &o.MinIdleConns, &o.MaxIdleConns, &o.ClientName,
+				&o.PoolTimeout, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.ConnMaxIdleTime, &o.ConnMaxLifetime}, path)
 		}
 		o := ep.FailoverOptions
 		return c.apply(clientFields{&o.Protocol, &o.PoolSize, &o.MinIdleConns, &o.MaxIdleConns, &o.ClientName,
