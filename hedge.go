@@ -404,8 +404,9 @@ func (h *inlineCall) fire() {
 // reports whether it sent it (it then holds a reference).
 func (h *inlineCall) sendHedge() bool {
 	h.mu.Lock()
-	// A fire from the call's previous use, which stopped its timer too
-	// late, finds a new call that is not due yet: it leaves it alone.
+	// No fire outlives its call (the caller waits for a late one), so the
+	// call here is the one that armed the timer; the clock check only keeps
+	// a hedge from ever going before its delay.
 	if h.state != inlineArmed || monoNow()-h.started < int64(h.delay) || !h.c.hedges.take() {
 		h.mu.Unlock()
 		return false
