@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
 
+	"github.com/geofailover/geofailover/internal/rawcmd"
 	"github.com/geofailover/geofailover/internal/window"
 )
 
@@ -118,15 +119,15 @@ func buildMember(spec Endpoint, dialTimeout time.Duration) (redis.UniversalClien
 			return nil, false, err
 		}
 		standaloneKnobs(o).failFast(dialTimeout)
-		return redis.NewClient(o), true, nil
+		return withRawErrors(redis.NewClient(o)), true, nil
 	case spec.ClusterOptions != nil:
 		o := *spec.ClusterOptions
 		clusterKnobs(&o).failFast(dialTimeout)
-		return redis.NewClusterClient(&o), true, nil
+		return withRawErrors(redis.NewClusterClient(&o)), true, nil
 	default:
 		o := *spec.FailoverOptions
 		sentinelKnobs(&o).failFast(dialTimeout)
-		return redis.NewFailoverClient(&o), true, nil
+		return withRawErrors(redis.NewFailoverClient(&o)), true, nil
 	}
 }
 
@@ -143,15 +144,23 @@ func buildBlocking(spec Endpoint, dialTimeout time.Duration) redis.UniversalClie
 	case spec.ClusterOptions != nil:
 		o := *spec.ClusterOptions
 		blocking(clusterKnobs(&o))
-		return redis.NewClusterClient(&o)
+		return withRawErrors(redis.NewClusterClient(&o))
 	case spec.FailoverOptions != nil:
 		o := *spec.FailoverOptions
 		blocking(sentinelKnobs(&o))
-		return redis.NewFailoverClient(&o)
+		return withRawErrors(redis.NewFailoverClient(&o))
 	}
 	o, _ := standaloneOptions(spec) // parsed by buildMember already
 	blocking(standaloneKnobs(o))
-	return redis.NewClient(o)
+	return withRawErrors(redis.NewClient(o))
+}
+
+// withRawErrors returns c with the hook that makes an error reply to the
+// proxy's raw commands an error (package internal/rawcmd), so that they are
+// classified, and redirected by a cluster client, as typed commands are.
+func withRawErrors(c redis.UniversalClient) redis.UniversalClient {
+	rawcmd.Install(c)
+	return c
 }
 
 // addrOf is an endpoint's address for messages: a standalone server's

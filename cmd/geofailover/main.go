@@ -6,6 +6,7 @@
 //	geofailover drill [--config FILE [--section KEY]] [--fault blackhole|refuse] [--outage D] [--prefix P] [--report FILE] [URL ...]
 //	geofailover bench [--runs N] [--faults kill,stop,blackhole,latency] [--traffic idle,load] [--quick]
 //	geofailover watch [--config FILE [--section KEY]] [--listen ADDR] [--traffic] [--for D] [URL ...]
+//	geofailover proxy [--config FILE [--section KEY]] [--listen ADDR] [--admin ADDR] [--password P] [--check] [URL ...]
 //
 // Run "geofailover help" or "geofailover COMMAND --help" for details.
 package main
@@ -32,6 +33,7 @@ Usage:
   geofailover drill [flags] [URL...] rehearse losing your preferred endpoint, safely, with a report
   geofailover bench [flags]          measure failover and failback on local servers (JSON, Markdown)
   geofailover watch [flags] [URL...] watch a client on your endpoints live; status page and /metrics
+  geofailover proxy [flags] [URL...] serve your regions to any language: a local Redis server with failover
 
 Examples:
   geofailover demo                         # three local servers, about 30 s
@@ -74,6 +76,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = benchCmd(ctx, args[1:], stdout, stderr)
 	case "watch":
 		err = watchCmd(ctx, args[1:], stdout, stderr)
+	case "proxy":
+		err = proxyCmd(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help", "-help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -75,7 +75,8 @@ func watchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 // serveStatus serves c's status page and its metrics on addr ("" for
 // nothing) until stop, and says where on out.
-func serveStatus(c *geofailover.Client, addr string, out io.Writer) (stop func(), err error) {
+// extra, if set, registers more metrics (the proxy's counters).
+func serveStatus(c *geofailover.Client, addr string, out io.Writer, extra ...func(*prometheus.Registry) error) (stop func(), err error) {
 	if addr == "" {
 		return func() {}, nil
 	}
@@ -89,10 +90,16 @@ func serveStatus(c *geofailover.Client, addr string, out io.Writer) (stop func()
 		_ = mp.Shutdown(context.Background())
 		return nil, err
 	}
+	for _, register := range extra {
+		if err := register(reg); err != nil {
+			_ = mp.Shutdown(context.Background())
+			return nil, err
+		}
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		_ = mp.Shutdown(context.Background())
-		return nil, fmt.Errorf("--listen: %w", err)
+		return nil, fmt.Errorf("listen %s: %w", addr, err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))

@@ -1,0 +1,494 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/geofailover/geofailover"
+	"github.com/geofailover/geofailover/internal/rawcmd"
+)
+
+const (
+	// maxBatch bounds the pipelined requests read before they are run.
+	maxBatch = 512
+	// directWrite: a reply this large is written straight to the
+	// connection rather than copied into the output buffer.
+	directWrite = 64 << 10
+	// writeTimeout bounds one write to a client that stopped reading.
+	writeTimeout = 30 * time.Second
+)
+
+// conn is one client connection. serve runs it on one goroutine; a
+// subscribed connection has a second one delivering messages (pubsub.go),
+// and writes are serialized by wmu.
+type conn struct {
+	s      *Server
+	nc     net.Conn
+	id     int64
+	rd     requestReader
+	ctx    context.Context // canceled when the connection closes
+	cancel context.CancelFunc
+
+	wmu sync.Mutex
+	out []byte
+	wer error // the first write error; the connection is done
+
+	// state, owned by serve's goroutine
+	proto            int          // 2 or 3
+	protoShared      atomic.Int32 // proto, for the Pub/Sub goroutine
+	db               int
+	name             string
+	libName, libVer  string
+	authed           bool
+	replyMode        replyMode
+	quit             bool
+	multi            *multiState
+	watch            *watchSession
+	sub              *subscriber
+	created          time.Time
+	lastActive       atomic.Int64 // UnixNano of the last request
+	lastCmd          atomic.Pointer[string]
+	info             atomic.Pointer[connInfo]
+	draining         atomic.Bool
+	closeOnce        sync.Once
+	protocolErrorMsg string
+}
+
+type replyMode uint8
+
+const (
+	replyOn replyMode = iota
+	replyOff
+	replySkip // skip the next command's reply
+)
+
+func newConn(s *Server, nc net.Conn) *conn {
+	ctx, cancel := context.WithCancel(s.ctx)
+	c := &conn{
+		s: s, nc: nc, id: s.nextID.Add(1), ctx: ctx, cancel: cancel,
+		rd:      newRequestReader(countingReader{nc, &s.stats.bytesIn}, s.opts.MaxRequestBytes),
+		proto:   2,
+		db:      s.opts.DB,
+		authed:  s.opts.Password == "",
+		created: time.Now(),
+	}
+	c.lastActive.Store(c.created.UnixNano())
+	c.protoShared.Store(2)
+	return c
+}
+
+type countingReader struct {
+	r io.Reader
+	n *atomic.Uint64
+}
+
+func (r countingReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	r.n.Add(uint64(n))
+	return n, err
+}
+
+// drain asks the connection to close once the requests it has read are
+// answered (Server.Shutdown).
+func (c *conn) drain() {
+	c.draining.Store(true)
+	// Wake a read waiting for a next request; a command under way goes on.
+	_ = c.nc.SetReadDeadline(time.Now())
+}
+
+// close closes the connection at once; commands in flight are canceled.
+func (c *conn) close() {
+	c.closeOnce.Do(func() {
+		c.cancel()
+		_ = c.nc.Close()
+	})
+}
+
+// serve reads requests and answers them until the client leaves, QUIT, an
+// error, or the server stops.
+func (c *conn) serve() {
+	defer func() {
+		c.endWatch()
+		c.endSubscription()
+		c.close()
+	}()
+	for !c.quit {
+		if c.draining.Load() && !c.rd.buffered() {
+			return
+		}
+		c.setIdleDeadline()
+		req, err := c.rd.next()
+		if err != nil {
+			c.readFailed(err)
+			return
+		}
+		batch := []request{req}
+		for c.rd.buffered() && len(batch) < maxBatch && err == nil {
+			if req, err = c.rd.next(); err == nil {
+				batch = append(batch, req)
+			}
+		}
+		c.execute(batch)
+		if ferr := c.flush(); ferr != nil {
+			return
+		}
+		if err != nil {
+			c.readFailed(err)
+			return
+		}
+	}
+}
+
+func (c *conn) setIdleDeadline() {
+	switch {
+	case c.draining.Load():
+		_ = c.nc.SetReadDeadline(time.Now())
+	case c.s.opts.IdleTimeout > 0 && c.sub == nil:
+		_ = c.nc.SetReadDeadline(time.Now().Add(c.s.opts.IdleTimeout))
+	default:
+		_ = c.nc.SetReadDeadline(time.Time{})
+	}
+}
+
+// readFailed ends the connection after a read error: malformed input is
+// answered with a protocol error first, as Redis does.
+func (c *conn) readFailed(err error) {
+	var pe *protocolError
+	if errors.As(err, &pe) {
+		c.s.stats.protocolErrors.Add(1)
+		c.s.log.Info("proxy: closing a connection after a protocol error", "client", c.nc.RemoteAddr().String(), "err", pe.msg)
+		c.writeError("ERR " + pe.Error())
+		_ = c.flush()
+		return
+	}
+	if !errors.Is(err, io.EOF) && !c.draining.Load() {
+		c.s.log.Debug("proxy: connection ended", "client", c.nc.RemoteAddr().String(), "err", err)
+	}
+}
+
+// execute answers a batch of requests in order. Runs of ordinary commands
+// go to the engine as one pipeline.
+func (c *conn) execute(batch []request) {
+	var run []request
+	for _, req := range batch {
+		if len(req) == 0 {
+			continue
+		}
+		c.lastActive.Store(time.Now().UnixNano())
+		if c.ordinary(req) {
+			run = append(run, req)
+			continue
+		}
+		c.forward(run)
+		run = run[:0]
+		c.dispatch(req)
+		if c.quit {
+			return
+		}
+	}
+	c.forward(run)
+}
+
+// ordinary reports whether req can go to the engine in a pipeline with its
+// neighbours: an authenticated connection's command that is not one the
+// proxy answers or handles itself (local, transactions, Pub/Sub), not
+// blocking and not a SCAN.
+func (c *conn) ordinary(req request) bool {
+	if !c.authed || c.multi != nil || c.watch != nil || c.sub != nil || c.replyMode != replyOn {
+		return false
+	}
+	name := lower(req[0])
+	if _, ok := handlers[name]; ok {
+		return false
+	}
+	_, refused := refusals[name]
+	return !refused && !blocking(name, req) && !isScan(name)
+}
+
+// forward sends a run of ordinary requests through the engine, as one
+// pipeline if there are several, and writes their replies.
+func (c *conn) forward(run []request) {
+	if len(run) == 0 {
+		return
+	}
+	cmds := make([]*rawcmd.Cmd, len(run))
+	for i, req := range run {
+		cmds[i] = newCmd(c.ctx, req)
+	}
+	c.run(cmds)
+	for i, cmd := range cmds {
+		c.writeResult(run[i], cmd)
+	}
+}
+
+// run sends cmds through the engine on the connection's database: alone
+// if it is one command on the default database, else as a pipeline,
+// between SELECTs when the client selected another database.
+func (c *conn) run(cmds []*rawcmd.Cmd) {
+	if len(cmds) == 1 && c.db == c.s.opts.DB {
+		_ = c.s.client.Process(c.ctx, cmds[0])
+		return
+	}
+	pipe := c.s.client.Pipeline()
+	c.queue(pipe, cmds)
+	_, _ = pipe.Exec(c.ctx)
+}
+
+// queue adds cmds to p, between SELECTs when the client selected a
+// database other than the members' (the connection goes back to it).
+func (c *conn) queue(p redis.Pipeliner, cmds []*rawcmd.Cmd) {
+	wrap := c.db != c.s.opts.DB
+	if wrap {
+		p.Select(c.ctx, c.db)
+	}
+	for _, cmd := range cmds {
+		_ = p.Process(c.ctx, cmd)
+	}
+	if wrap {
+		p.Select(c.ctx, c.s.opts.DB)
+	}
+}
+
+// newCmd returns the engine's command for req.
+func newCmd(ctx context.Context, req request) *rawcmd.Cmd {
+	args := make([]any, len(req))
+	for i, a := range req {
+		args[i] = a
+	}
+	cmd := rawcmd.New(ctx, args...)
+	if d, ok := blockingTimeout(lower(req[0]), req); ok {
+		cmd.SetReadTimeout(d)
+	}
+	return cmd
+}
+
+// writeResult writes cmd's outcome as req's reply.
+func (c *conn) writeResult(req request, cmd *rawcmd.Cmd) {
+	err := cmd.Err()
+	raw := cmd.Val()
+	var re redis.Error
+	switch {
+	case err == nil || errors.As(err, new(*rawcmd.ReplyError)) && len(raw) > 0:
+		c.s.stats.forwarded.Add(1)
+		c.writeRaw(req, raw)
+	case errors.As(err, &re) && !isEngineError(err):
+		// The server's refusal read by go-redis itself (EXECABORT).
+		c.s.stats.forwarded.Add(1)
+		c.writeError(err.Error())
+	default:
+		c.s.stats.failed.Add(1)
+		c.writeError(engineErrorReply(req[0], err))
+	}
+}
+
+func isEngineError(err error) bool {
+	return errors.Is(err, geofailover.ErrNoHealthyEndpoint) || errors.Is(err, geofailover.ErrEndpointChanged) ||
+		errors.Is(err, geofailover.ErrClosed)
+}
+
+// engineErrorReply is the error a client gets when the engine could not get
+// a server's answer to its command. A command that certainly did not run
+// gets -LOADING, which go-redis, redis-py and others retry (see README, "When
+// no region can answer"); one that may have run gets -ERR (the application
+// decides, as with a lost reply from Redis), and a blocking command
+// interrupted by a switch -UNBLOCKED (as CLIENT UNBLOCK does).
+func engineErrorReply(name string, err error) string {
+	var ece *geofailover.EndpointChangedError
+	switch {
+	case errors.As(err, &ece) && !geofailover.NotApplied(err):
+		return fmt.Sprintf("UNBLOCKED geofailover: traffic moved from %s to %s while %s waited; it may have taken an element: send it again if your logic allows", ece.From, orNone(ece.To), strings.ToUpper(name))
+	case geofailover.NotApplied(err):
+		return "LOADING geofailover: " + strings.ToUpper(name) + " was not run, no region could take it now (" + oneLine(err) + "); send it again"
+	}
+	return "ERR geofailover: the reply to " + strings.ToUpper(name) + " was lost (" + oneLine(err) + "); it may have been applied"
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "no region"
+	}
+	return s
+}
+
+func oneLine(err error) string {
+	return strings.NewReplacer("\r", " ", "\n", " ").Replace(err.Error())
+}
+
+// writeRaw writes a server's reply to req, converted to the client's
+// protocol.
+func (c *conn) writeRaw(req request, raw []byte) {
+	if c.suppressed() {
+		return
+	}
+	c.appendRaw(req, raw)
+}
+
+// appendRaw is writeRaw without CLIENT REPLY's say.
+func (c *conn) appendRaw(req request, raw []byte) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.proto == 2 && c.s.opts.Protocol == 3 {
+		out, _, err := toRESP2(c.out, raw, conversionOf(req))
+		if err != nil {
+			c.out = appendSimple(c.out, '-', "ERR geofailover: could not convert the reply to RESP2: "+err.Error())
+			return
+		}
+		c.out = out
+		return
+	}
+	if len(raw) >= directWrite {
+		c.flushLocked()
+		c.writeLocked(raw)
+		return
+	}
+	c.out = append(c.out, raw...)
+}
+
+// suppressed reports whether the reply now due is not written (CLIENT
+// REPLY OFF or SKIP), and moves SKIP on.
+func (c *conn) suppressed() bool {
+	switch c.replyMode {
+	case replyOff:
+		return true
+	case replySkip:
+		c.replyMode = replyOn
+		return true
+	}
+	return false
+}
+
+// reply appends an encoded reply that the proxy made.
+func (c *conn) reply(b []byte) {
+	if c.suppressed() {
+		return
+	}
+	c.wmu.Lock()
+	c.out = append(c.out, b...)
+	c.wmu.Unlock()
+}
+
+func (c *conn) writeError(msg string) { c.reply(appendSimple(nil, '-', msg)) }
+func (c *conn) writeOK()              { c.reply([]byte("+OK\r\n")) }
+
+// writeNull writes the null reply (RESP2: the null bulk string; nullArray:
+// the null array).
+func (c *conn) writeNull(nullArray bool) {
+	switch {
+	case c.proto == 3:
+		c.reply([]byte("_\r\n"))
+	case nullArray:
+		c.reply([]byte("*-1\r\n"))
+	default:
+		c.reply([]byte("$-1\r\n"))
+	}
+}
+
+// flush writes what is buffered.
+func (c *conn) flush() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.flushLocked()
+	return c.wer
+}
+
+func (c *conn) flushLocked() {
+	if len(c.out) == 0 {
+		return
+	}
+	c.writeLocked(c.out)
+	if cap(c.out) > 64<<10 {
+		c.out = nil // do not keep a large buffer for an idle connection
+	} else {
+		c.out = c.out[:0]
+	}
+}
+
+func (c *conn) writeLocked(b []byte) {
+	if c.wer != nil {
+		return
+	}
+	_ = c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
+	n, err := c.nc.Write(b)
+	c.s.stats.bytesOut.Add(uint64(n))
+	if err != nil {
+		c.wer = err
+		c.close()
+	}
+}
+
+// appendInfo appends the connection's CLIENT LIST line.
+func (c *conn) appendInfo(b []byte) []byte {
+	now := time.Now()
+	cmd := "NULL"
+	if p := c.lastCmd.Load(); p != nil {
+		cmd = *p
+	}
+	in := c.info.Load()
+	if in == nil {
+		in = &connInfo{db: c.s.opts.DB, proto: 2, multi: -1}
+	}
+	flags := "N"
+	if in.sub {
+		flags = "P"
+	}
+	b = fmt.Appendf(b, "id=%d addr=%s laddr=%s fd=-1 name=%s age=%d idle=%d flags=%s db=%d sub=0 psub=0 ssub=0 multi=%d watch=0 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd=%s user=default redir=-1 resp=%d lib-name=%s lib-ver=%s\n",
+		c.id, c.nc.RemoteAddr(), c.nc.LocalAddr(), in.name,
+		int(now.Sub(c.created).Seconds()), int(now.Sub(time.Unix(0, c.lastActive.Load())).Seconds()),
+		flags, in.db, in.multi, cmd, in.proto, in.libName, in.libVer)
+	return b
+}
+
+func sortByID(conns []*conn) []*conn {
+	slices.SortFunc(conns, func(a, b *conn) int { return int(a.id - b.id) })
+	return conns
+}
+
+func lower(s string) string {
+	for i := 0; i < len(s); i++ {
+		if 'A' <= s[i] && s[i] <= 'Z' {
+			return strings.ToLower(s)
+		}
+	}
+	return s
+}
+
+func appendInt(dst []byte, n int64) []byte {
+	dst = append(dst, ':')
+	dst = strconv.AppendInt(dst, n, 10)
+	return append(dst, crlf...)
+}
+
+// connInfo is what CLIENT LIST shows of a connection, published by its own
+// goroutine after each command that may change it.
+type connInfo struct {
+	name, libName, libVer string
+	db, proto, multi      int
+	sub                   bool
+}
+
+// publishInfo publishes the connection's state for CLIENT LIST.
+func (c *conn) publishInfo() {
+	multi := -1
+	if c.multi != nil {
+		multi = len(c.multi.queued)
+	}
+	c.info.Store(&connInfo{name: c.name, libName: c.libName, libVer: c.libVer,
+		db: c.db, proto: c.proto, multi: multi, sub: c.sub != nil})
+}
+
+// setProto sets the connection's protocol version.
+func (c *conn) setProto(v int) {
+	c.proto = v
+	c.protoShared.Store(int32(v))
+}
