@@ -41,7 +41,7 @@ const (
 type requestReader struct {
 	rd       *bufio.Reader
 	src      io.Reader // what rd reads
-	maxBytes int64 // bound on one request's argument bytes
+	maxBytes int64     // bound on one request's argument bytes
 }
 
 func newRequestReader(src io.Reader, maxBytes int64) requestReader {

@@ -280,5 +280,3 @@ func proxyMetrics(srv *proxy.Server) func(*prometheus.Registry) error {
 		return nil
 	}
 }
-
-

@@ -33,11 +33,11 @@ func TestSetReadTimeout(t *testing.T) {
 // go-redis treats as the server's answer; other replies do not.
 func TestReplyError(t *testing.T) {
 	for raw, want := range map[string]string{
-		"-LOADING Redis is loading\r\n":  "LOADING Redis is loading",
+		"-LOADING Redis is loading\r\n":    "LOADING Redis is loading",
 		"!21\r\nSYNTAX invalid syntax\r\n": "SYNTAX invalid syntax",
-		"+OK\r\n":                        "",
-		"$2\r\n-x\r\n":                   "",
-		"":                               "",
+		"+OK\r\n":                          "",
+		"$2\r\n-x\r\n":                     "",
+		"":                                 "",
 	} {
 		err := replyError([]byte(raw))
 		switch {
