@@ -14,6 +14,7 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"os"
 	"reflect"
 	"slices"
@@ -27,6 +28,7 @@ import (
 
 	"github.com/geofailover/geofailover"
 	"github.com/geofailover/geofailover/failovertest"
+	"github.com/geofailover/geofailover/proxy"
 )
 
 var diffSeeds = flag.Int("diff.seeds", 12, "random operation sequences TestDifferential runs per setup")
@@ -38,6 +40,11 @@ type diffSetup struct {
 	db       int
 	client   string
 	user     bool
+	// proxy: the Client serves a geofailover proxy (its members on db 0,
+	// with the ACL user), and the side compared with plain go-redis is a
+	// plain *redis.Client of the proxy with the setup's protocol, db,
+	// name and (for user) the proxy's password.
+	proxy bool
 }
 
 var diffSetups = []diffSetup{
@@ -45,6 +52,9 @@ var diffSetups = []diffSetup{
 	{name: "resp2", protocol: 2},
 	{name: "resp3-db-name-acl", db: 3, client: "diffapp", user: true},
 	{name: "resp2-db-name-acl", protocol: 2, db: 3, client: "diffapp", user: true},
+	{name: "proxy-resp3", proxy: true},
+	{name: "proxy-resp2", protocol: 2, proxy: true},
+	{name: "proxy-resp2-db-name-auth", protocol: 2, db: 3, client: "diffapp", user: true, proxy: true},
 }
 
 func TestDifferential(t *testing.T) {
@@ -120,15 +130,29 @@ func (h *diffHarness) run(t *testing.T, ops []diffOp) (int, string) {
 	must(t, h.flush.FlushAll(ctx).Err())
 	plain := redis.NewClient(h.options(h.plainSrv.Addr))
 	defer plain.Close()
-	ours, err := geofailover.New(&geofailover.Options{Endpoints: []geofailover.Endpoint{
-		{Name: "main", Weight: 1, Options: h.options(h.srv.Addr)},
-		{Name: "standby", Weight: 0.5, Options: h.options(h.standby.Addr)},
+	members := h.options
+	if h.setup.proxy {
+		members = func(addr string) *redis.Options {
+			o := h.options(addr)
+			o.Protocol, o.DB, o.ClientName = 0, 0, ""
+			return o
+		}
+	}
+	gf, err := geofailover.New(&geofailover.Options{Endpoints: []geofailover.Endpoint{
+		{Name: "main", Weight: 1, Options: members(h.srv.Addr)},
+		{Name: "standby", Weight: 0.5, Options: members(h.standby.Addr)},
 	}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ours.Close()
-	failovertest.WaitActive(t, ours, "main")
+	defer gf.Close()
+	failovertest.WaitActive(t, gf, "main")
+	var ours redis.UniversalClient = gf
+	if h.setup.proxy {
+		c, stop := h.proxyClient(t, gf)
+		defer stop()
+		ours = c
+	}
 	plainHook, ourHook := &diffHook{}, &diffHook{}
 	plain.AddHook(plainHook)
 	ours.AddHook(ourHook)
@@ -143,6 +167,31 @@ func (h *diffHarness) run(t *testing.T, ops []diffOp) (int, string) {
 		}
 	}
 	return -1, ""
+}
+
+// proxyClient serves gf through a proxy and returns a plain client of it
+// with the setup's protocol, db, client name and (for user) the proxy's
+// password, and a function that closes both.
+func (h *diffHarness) proxyClient(t *testing.T, gf *geofailover.Client) (*redis.Client, func()) {
+	t.Helper()
+	o := &redis.Options{Protocol: h.setup.protocol, DB: h.setup.db, ClientName: h.setup.client}
+	popts := &proxy.Options{}
+	if h.setup.user {
+		popts.Password, o.Password = "proxypass", "proxypass"
+	}
+	srv, err := proxy.New(gf, popts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan struct{})
+	go func() { defer close(served); _ = srv.Serve(ln) }()
+	o.Addr = ln.Addr().String()
+	c := redis.NewClient(o)
+	return c, func() { _ = c.Close(); _ = srv.Close(); <-served }
 }
 
 // diffHook records the commands a client's hooks see, but the setup of a

@@ -247,15 +247,19 @@ func (c *conn) run(cmds []*rawcmd.Cmd) {
 
 // queue adds cmds to p, between SELECTs when the client selected a
 // database other than the members' (the connection goes back to it).
-func (c *conn) queue(p redis.Pipeliner, cmds []*rawcmd.Cmd) {
-	wrap := c.db != c.s.opts.DB
-	if wrap {
+func (c *conn) queue(p redis.Pipeliner, cmds []*rawcmd.Cmd) { c.queueSelecting(p, cmds, false) }
+
+// queueSelecting is queue; selects says cmds hold a SELECT of their own
+// (inside MULTI), so the connection is always sent back to the members'
+// database.
+func (c *conn) queueSelecting(p redis.Pipeliner, cmds []*rawcmd.Cmd, selects bool) {
+	if c.db != c.s.opts.DB {
 		p.Select(c.ctx, c.db)
 	}
 	for _, cmd := range cmds {
 		_ = p.Process(c.ctx, cmd)
 	}
-	if wrap {
+	if c.db != c.s.opts.DB || selects {
 		p.Select(c.ctx, c.s.opts.DB)
 	}
 }

@@ -78,9 +78,10 @@ type Server struct {
 	draining  bool
 	wg        sync.WaitGroup // connection goroutines
 
-	nextID  atomic.Int64
-	stats   counters
-	version atomic.Pointer[string] // the regions' Redis version, for HELLO
+	nextID   atomic.Int64
+	stats    counters
+	version  atomic.Pointer[string]         // the regions' Redis version, for HELLO
+	commands atomic.Pointer[map[string]int] // command arities, for MULTI (see checkCommand)
 }
 
 // New returns a Server for c. It checks opts (nil: the defaults).

@@ -3,6 +3,9 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -25,7 +28,13 @@ var txControl = map[string]bool{"exec": true, "discard": true, "multi": true, "w
 
 type multiState struct {
 	queued []request
-	dirty  bool // a command was refused while queueing: EXEC aborts
+	// local marks the queued CLIENT commands, which the proxy answers at
+	// EXEC, in order with the region's replies.
+	local []bool
+	// selects: a SELECT is queued; it goes to the region inside the
+	// transaction, and the connection's database follows it after EXEC.
+	selects bool
+	dirty   bool // a command was refused while queueing: EXEC aborts
 }
 
 func (c *conn) multiCmd(req request) {
@@ -49,15 +58,83 @@ func (c *conn) queueInMulti(name string, req request) {
 		c.refuse(name, reason)
 		return
 	}
+	switch name {
+	case "client":
+		c.s.stats.local.Add(1)
+		c.multi.queued = append(c.multi.queued, req)
+		c.multi.local = append(c.multi.local, true)
+		c.reply([]byte("+QUEUED\r\n"))
+		return
+	case "select":
+		if _, err := strconv.Atoi(safeArg(req, 1)); err != nil || len(req) != 2 {
+			break // refused below, as the region would
+		}
+		c.multi.selects = true
+		c.s.stats.local.Add(1)
+		c.multi.queued = append(c.multi.queued, req)
+		c.multi.local = append(c.multi.local, false)
+		c.reply([]byte("+QUEUED\r\n"))
+		return
+	}
 	if _, ok := handlers[name]; ok {
 		c.multi.dirty = true
 		c.s.stats.refused.Add(1)
 		c.writeError("ERR geofailover proxy: " + name + " is not allowed inside MULTI here")
 		return
 	}
+	if msg := c.s.checkCommand(c.ctx, name, req); msg != "" {
+		c.multi.dirty = true
+		c.s.stats.local.Add(1)
+		c.writeError(msg)
+		return
+	}
 	c.s.stats.local.Add(1)
 	c.multi.queued = append(c.multi.queued, req)
+	c.multi.local = append(c.multi.local, false)
 	c.reply([]byte("+QUEUED\r\n"))
+}
+
+func safeArg(req request, i int) string {
+	if i < len(req) {
+		return req[i]
+	}
+	return ""
+}
+
+// checkCommand returns the error Redis gives, while queueing a
+// transaction, for an unknown command or a wrong number of arguments
+// (their arity from the regions' COMMAND table, read once), or "".
+func (s *Server) checkCommand(ctx context.Context, name string, req request) string {
+	table := s.commands.Load()
+	if table == nil {
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		infos, err := s.client.Command(cctx).Result()
+		if err != nil {
+			return "" // the region will say, at EXEC
+		}
+		t := make(map[string]int, len(infos))
+		for n, info := range infos {
+			t[strings.ToLower(n)] = int(info.Arity)
+		}
+		s.commands.Store(&t)
+		table = &t
+	}
+	arity, ok := (*table)[name]
+	switch {
+	case !ok:
+		var args strings.Builder
+		for _, a := range req[1:] {
+			if args.Len() >= 128 {
+				break
+			}
+			fmt.Fprintf(&args, "'%.*s' ", 128-args.Len(), a)
+		}
+		return fmt.Sprintf("ERR unknown command '%.128s', with args beginning with: %s", req[0], args.String())
+	case arity > 0 && len(req) != arity, arity < 0 && len(req) < -arity:
+		return fmt.Sprintf("ERR wrong number of arguments for '%s' command", name)
+	}
+	return ""
 }
 
 func (c *conn) discard(req request) {
@@ -85,31 +162,36 @@ func (c *conn) execCmd(req request) {
 		c.writeError("EXECABORT Transaction discarded because of previous errors.")
 		return
 	}
-	cmds := make([]*rawcmd.Cmd, len(m.queued))
+	var cmds []*rawcmd.Cmd // the commands for the region
 	for i, q := range m.queued {
-		cmds[i] = newCmd(c.ctx, q)
+		if !m.local[i] {
+			cmds = append(cmds, newCmd(c.ctx, q))
+		}
 	}
 	var err error
 	if w := c.watch; w != nil {
-		err = w.do(func(tx *redis.Tx) {
+		if derr := w.do(func(tx *redis.Tx) {
 			_, err = tx.TxPipelined(c.ctx, func(p redis.Pipeliner) error {
-				c.queue(p, cmds)
+				c.queueSelecting(p, cmds, m.selects)
 				return nil
 			})
-		})
+		}); derr != nil {
+			err = derr
+		}
 		c.endWatch()
-	} else {
+	} else if len(cmds) > 0 {
 		p := c.s.client.TxPipeline()
-		c.queue(p, cmds)
+		c.queueSelecting(p, cmds, m.selects)
 		_, err = p.Exec(c.ctx)
 	}
-	c.writeExec(m.queued, cmds, err)
+	c.writeExec(m, cmds, err)
 }
 
-// writeExec writes EXEC's reply: each command's reply, or the null reply
-// when the transaction was not run because watched keys changed (or traffic
-// moved), or the error that kept it from running.
-func (c *conn) writeExec(queued []request, cmds []*rawcmd.Cmd, err error) {
+// writeExec writes EXEC's reply: each command's reply (the region's, or
+// for CLIENT commands the proxy's, in order), or the null reply when the
+// transaction was not run because watched keys changed (or traffic moved),
+// or the error that kept it from running.
+func (c *conn) writeExec(m *multiState, cmds []*rawcmd.Cmd, err error) {
 	answered := true
 	for _, cmd := range cmds {
 		e := cmd.Err()
@@ -122,10 +204,20 @@ func (c *conn) writeExec(queued []request, cmds []*rawcmd.Cmd, err error) {
 			return
 		}
 		c.wmu.Lock()
-		c.out = appendLen(c.out, '*', len(cmds))
+		c.out = appendLen(c.out, '*', len(m.queued))
 		c.wmu.Unlock()
-		for i, cmd := range cmds {
-			c.appendRaw(queued[i], cmd.Val())
+		next := 0
+		for i, q := range m.queued {
+			if m.local[i] {
+				c.clientCmd(q)
+				continue
+			}
+			cmd := cmds[next]
+			next++
+			c.appendRaw(q, cmd.Val())
+			if lower(q[0]) == "select" && cmd.Err() == nil {
+				c.db, _ = strconv.Atoi(q[1])
+			}
 		}
 	case errors.Is(err, redis.TxFailedErr):
 		c.s.stats.forwarded.Add(1)
