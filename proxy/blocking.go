@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 	"math"
+	"slices"
 	"strconv"
 	"time"
 
@@ -64,13 +65,112 @@ func blocking(name string, req request) bool {
 	return ok
 }
 
-// runBlocking runs a blocking command. The connection's other requests wait
-// behind it, as on Redis; other connections do not. If the client goes
-// away meanwhile, the command is canceled (watchGone).
-func (c *conn) runBlocking(cmd *rawcmd.Cmd) {
+// blockSlice is the longest wait the proxy asks of a region for one
+// blocking pop or XREAD BLOCK: a longer one (or one without end) is sent
+// again, slice after slice, until it is answered, times out, or its client
+// leaves. go-redis cannot cancel a read under way, so this bounds how long
+// a connection to the region stays held for a client that has gone, and
+// how long Close waits.
+const blockSlice = time.Second
+
+// runBlocking runs a blocking command and returns the command whose reply
+// is req's. The connection's other requests wait behind it, as on Redis;
+// other connections do not.
+func (c *conn) runBlocking(req request) *rawcmd.Cmd {
 	stop := c.watchGone()
 	defer stop()
-	c.run(singleCmd(cmd))
+	name := lower(req[0])
+	total, _ := blockingTimeout(name, req)
+	at := timeoutArg(name, req)
+	if at < 0 || total > 0 && total <= blockSlice {
+		cmd := newCmd(c.ctx, req)
+		c.run(singleCmd(cmd))
+		return cmd
+	}
+	if name == "xread" {
+		req = c.resolveLastIDs(req)
+	}
+	end := time.Now().Add(total)
+	sliced := slices.Clone(req)
+	for {
+		wait := blockSlice
+		if total > 0 {
+			wait = min(wait, time.Until(end))
+		}
+		sliced[at] = formatTimeout(name, max(wait, time.Millisecond))
+		cmd := newCmd(c.ctx, sliced)
+		c.run(singleCmd(cmd))
+		if cmd.Err() != nil || !isNull(cmd.Val()) || c.ctx.Err() != nil || total > 0 && time.Until(end) <= 0 {
+			return cmd
+		}
+	}
+}
+
+// timeoutArg returns the index of req's timeout argument for the blocking
+// commands that may be sent again with a shorter one, else -1. WAIT and
+// WAITAOF are not: a second WAIT would count acknowledgements anew.
+func timeoutArg(name string, req request) int {
+	switch name {
+	case "blpop", "brpop", "bzpopmin", "bzpopmax", "brpoplpush", "blmove":
+		return len(req) - 1
+	case "blmpop", "bzmpop":
+		return 1
+	case "xread", "xreadgroup":
+		for i := 1; i+1 < len(req); i++ {
+			if lower(req[i]) == "block" {
+				return i + 1
+			}
+		}
+	}
+	return -1
+}
+
+func formatTimeout(name string, d time.Duration) string {
+	if name == "xread" || name == "xreadgroup" {
+		return strconv.FormatInt(d.Milliseconds(), 10)
+	}
+	return strconv.FormatFloat(d.Seconds(), 'f', 3, 64)
+}
+
+// isNull reports whether a raw reply is null (a timed-out blocking
+// command's answer).
+func isNull(raw []byte) bool {
+	s := string(raw)
+	return s == "_\r\n" || s == "*-1\r\n" || s == "$-1\r\n"
+}
+
+// resolveLastIDs replaces XREAD's "$" IDs with each stream's last ID now,
+// so that sending it again after a slice still means "entries after the
+// call began". A stream that does not exist is read from 0-0 (it has no
+// entries to skip).
+func (c *conn) resolveLastIDs(req request) request {
+	streams := -1
+	for i, a := range req {
+		if lower(a) == "streams" {
+			streams = i + 1
+			break
+		}
+	}
+	if streams < 0 || (len(req)-streams)%2 != 0 {
+		return req
+	}
+	n := (len(req) - streams) / 2
+	out := slices.Clone(req)
+	for i := range n {
+		if out[streams+n+i] != "$" {
+			continue
+		}
+		last, err := c.s.client.XRevRangeN(c.ctx, out[streams+i], "+", "-", 1).Result()
+		switch {
+		case err == nil && len(last) == 1:
+			out[streams+n+i] = last[0].ID
+		case err == nil:
+			out[streams+n+i] = "0-0"
+		default:
+			return req // the XREAD will meet the same failure
+		}
+	}
+	return out
 }
 
 func singleCmd(cmd *rawcmd.Cmd) []*rawcmd.Cmd { return []*rawcmd.Cmd{cmd} }

@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"context"
+
+	"github.com/geofailover/geofailover/internal/rawcmd"
 	"strconv"
 	"strings"
 	"time"
@@ -94,10 +96,11 @@ func (c *conn) dispatch(req request) {
 		c.scan(req)
 		return
 	}
-	cmd := newCmd(c.ctx, req)
+	var cmd *rawcmd.Cmd
 	if blocking(name, req) {
-		c.runBlocking(cmd)
+		cmd = c.runBlocking(req)
 	} else {
+		cmd = newCmd(c.ctx, req)
 		c.run(singleCmd(cmd))
 	}
 	c.writeResult(req, cmd)

@@ -1,8 +1,10 @@
 package proxy_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/geofailover/geofailover"
 	"github.com/geofailover/geofailover/failovertest"
+	"github.com/geofailover/geofailover/proxy"
 )
 
 // TestRepliesAsDirect: through the proxy, in RESP2 and RESP3, go-redis's
@@ -144,5 +147,401 @@ func TestAllRegionsDown(t *testing.T) {
 	}
 	if err := c.Get(ctx, "k").Err(); err == nil || !strings.HasPrefix(err.Error(), "LOADING ") {
 		t.Fatalf("second GET = %v; want LOADING again on the same connection", err)
+	}
+}
+
+// rawConn is a client connection that speaks RESP by hand.
+type rawConn struct {
+	t  *testing.T
+	nc net.Conn
+	rd *bufio.Reader
+}
+
+func dialRaw(t *testing.T, addr string) *rawConn {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = nc.Close() })
+	_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
+	return &rawConn{t: t, nc: nc, rd: bufio.NewReader(nc)}
+}
+
+func (c *rawConn) send(s string) {
+	c.t.Helper()
+	if _, err := c.nc.Write([]byte(s)); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// line reads one reply line (without CRLF).
+func (c *rawConn) line() string {
+	c.t.Helper()
+	l, err := c.rd.ReadString('\n')
+	if err != nil {
+		c.t.Fatalf("reading a reply: %v (read %q)", err, l)
+	}
+	return strings.TrimRight(l, "\r\n")
+}
+
+// closed checks that the proxy closed the connection.
+func (c *rawConn) closed() {
+	c.t.Helper()
+	if b, err := c.rd.ReadByte(); err == nil {
+		c.t.Fatalf("connection still open: read %q", b)
+	}
+}
+
+// TestBadInput: malformed RESP, a 1 GB bulk length, a 10,000-deep nested
+// array and an oversized inline request each get an error reply and a
+// closed connection; a half-written command followed by a disconnect
+// leaves nothing behind; the proxy goes on serving.
+func TestBadInput(t *testing.T) {
+	r := startRig(t, nil)
+	for name, tc := range map[string]struct{ send, reply string }{
+		"malformed":   {"*2\r\n$3\r\nGET\r\n:1\r\n", "-ERR Protocol error: expected '$', got ':'"},
+		"1 GB bulk":   {"*2\r\n$3\r\nSET\r\n$1073741824\r\n", "-ERR Protocol error: invalid bulk length"},
+		"deep nested": {strings.Repeat("*1\r\n", 10000), "-ERR Protocol error: expected '$', got '*'"},
+		"big inline":  {strings.Repeat("x", 100<<10) + "\r\n", "-ERR Protocol error: too big inline request"},
+		"quotes":      {"SET k \"v\r\n", "-ERR Protocol error: unbalanced quotes in request"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := dialRaw(t, r.addr)
+			c.send(tc.send)
+			if got := c.line(); got != tc.reply {
+				t.Fatalf("reply %q, want %q", got, tc.reply)
+			}
+			c.closed()
+		})
+	}
+	half := dialRaw(t, r.addr)
+	half.send("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$100\r\nabc")
+	_ = half.nc.Close()
+	c := dialRaw(t, r.addr)
+	c.send("PING\r\n")
+	if got := c.line(); got != "+PONG" {
+		t.Fatalf("PING after bad clients: %q", got)
+	}
+	waitFor(t, func() bool { return r.srv.Stats().Connections == 1 }, "the bad clients' connections to close")
+	if st := r.srv.Stats(); st.ProtocolErrors != 5 {
+		t.Fatalf("Stats().ProtocolErrors = %d, want 5", st.ProtocolErrors)
+	}
+}
+
+// TestLimits: MaxClients refuses the connection over it with Redis's
+// error; IdleTimeout closes an idle connection.
+func TestLimits(t *testing.T) {
+	r := startRig(t, nil)
+	srv, addr := serve(t, r.client, &proxy.Options{MaxClients: 20, IdleTimeout: 300 * time.Millisecond})
+	var conns []*rawConn
+	for range 20 {
+		c := dialRaw(t, addr)
+		c.send("PING\r\n")
+		if got := c.line(); got != "+PONG" {
+			t.Fatalf("PING: %q", got)
+		}
+		conns = append(conns, c)
+	}
+	over := dialRaw(t, addr)
+	if got := over.line(); got != "-ERR max number of clients reached" {
+		t.Fatalf("client 21 got %q", got)
+	}
+	over.closed()
+	for _, c := range conns {
+		c.closed() // idle for 300 ms
+	}
+	if st := srv.Stats(); st.Rejected != 1 || st.Accepted != 20 {
+		t.Fatalf("Stats = %+v, want 20 accepted and 1 rejected", st)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestPubSubFollowsFailover: a subscriber of the proxy, in RESP2 and
+// RESP3, keeps receiving after the preferred region is killed: the engine
+// subscribes again on the standby.
+func TestPubSubFollowsFailover(t *testing.T) {
+	r := startRig(t, nil)
+	ctx := context.Background()
+	for _, proto := range []int{2, 3} {
+		sub := r.connect(t, proto)
+		ps := sub.Subscribe(ctx, "news")
+		defer ps.Close()
+		if _, err := ps.Receive(ctx); err != nil {
+			t.Fatalf("RESP%d subscribe: %v", proto, err)
+		}
+		if err := ps.Ping(ctx, "hi"); err != nil {
+			t.Fatalf("RESP%d PING while subscribed: %v", proto, err)
+		}
+		if m, err := ps.Receive(ctx); err != nil || fmt.Sprint(m) != "Pong<hi>" {
+			t.Fatalf("RESP%d PING reply %v, %v", proto, m, err)
+		}
+		pub := r.connect(t, proto)
+		if n, err := pub.Publish(ctx, "news", "before").Result(); err != nil || n != 1 {
+			t.Fatalf("RESP%d PUBLISH = %d, %v", proto, n, err)
+		}
+		if m, err := ps.ReceiveMessage(ctx); err != nil || m.Payload != "before" {
+			t.Fatalf("RESP%d message %v, %v", proto, m, err)
+		}
+		_ = ps.Close()
+	}
+	sub := r.connect(t, 2)
+	ps := sub.PSubscribe(ctx, "n*")
+	defer ps.Close()
+	if _, err := ps.Receive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pub := r.connect(t, 2)
+	if err := r.east.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	failovertest.WaitActive(t, r.client, "west")
+	// Publish until the subscription is in place on west (the gap loses
+	// messages, as Redis Pub/Sub does).
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if n, _ := pub.Publish(ctx, "news", "after").Result(); n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no subscriber on west 5 s after the failover")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	m, err := ps.ReceiveMessage(rctx)
+	if err != nil || m.Payload != "after" || m.Pattern != "n*" || m.Channel != "news" {
+		t.Fatalf("after failover: %+v, %v", m, err)
+	}
+}
+
+// TestBlockingDoesNotHoldOthers: a BLPOP waiting on one connection holds
+// up nobody else; a BLPOP longer than the regions' read timeout waits its
+// full time; one whose client leaves is canceled.
+func TestBlockingDoesNotHoldOthers(t *testing.T) {
+	r := startRig(t, nil)
+	ctx := context.Background()
+	waiter, other := r.connect(t, 2), r.connect(t, 3)
+	got := make(chan []string, 1)
+	go func() { got <- waiter.BLPop(ctx, 0, "q").Val() }()
+	time.Sleep(100 * time.Millisecond)
+	for i := range 50 {
+		if err := other.Set(ctx, "k", i, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := other.RPush(ctx, "q", "job").Err(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case v := <-got:
+		if fmt.Sprint(v) != "[q job]" {
+			t.Fatalf("BLPOP = %v", v)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("BLPOP not woken by RPUSH")
+	}
+	// The engine's members read with a 200 ms timeout here: a 700 ms
+	// BLPOP must still wait for the server's answer.
+	start := time.Now()
+	v, err := other.BLPop(ctx, 700*time.Millisecond, "empty").Result()
+	if took := time.Since(start); err != redis.Nil || took < 650*time.Millisecond {
+		t.Fatalf("BLPOP 0.7 = %v, %v after %v; want redis.Nil after 0.7 s", v, err, took)
+	}
+	// A client that leaves while its BLPOP 0 waits: its connection to the
+	// region is released.
+	gone := dialRaw(t, r.addr)
+	gone.send("*3\r\n$5\r\nBLPOP\r\n$5\r\nnever\r\n$1\r\n0\r\n")
+	time.Sleep(100 * time.Millisecond)
+	_ = gone.nc.Close()
+	east := failovertest.Connect(t, r.east.Addr)
+	waitFor(t, func() bool {
+		list, _ := east.ClientList(ctx).Result()
+		return !strings.Contains(list, "flags=b ") // no connection blocked
+	}, "the left client's BLPOP to end on the region")
+}
+
+// TestWatchAcrossSwitch: a WATCH transaction whose region lost the
+// traffic before EXEC is not applied anywhere; the client gets the null
+// reply of a failed WATCH (go-redis: TxFailedErr) and retries on the new
+// region.
+func TestWatchAcrossSwitch(t *testing.T) {
+	r := startRig(t, nil)
+	ctx := context.Background()
+	c := r.connect(t, 2)
+	err := c.Watch(ctx, func(tx *redis.Tx) error {
+		if err := tx.Get(ctx, "w").Err(); err != redis.Nil {
+			return err
+		}
+		if err := r.client.SwitchTo(ctx, "west"); err != nil {
+			return err
+		}
+		_, err := tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.Set(ctx, "w", "1", 0)
+			return nil
+		})
+		return err
+	}, "w")
+	if err != redis.TxFailedErr {
+		t.Fatalf("Watch across a switch = %v, want redis.TxFailedErr", err)
+	}
+	for _, s := range []*failovertest.Server{r.east, r.west} {
+		if n := failovertest.Connect(t, s.Addr).Exists(ctx, "w").Val(); n != 0 {
+			t.Fatalf("the transaction was applied on %s", s.Addr)
+		}
+	}
+	// A conflicting write also fails the WATCH, as on Redis.
+	err = c.Watch(ctx, func(tx *redis.Tx) error {
+		_ = tx.Get(ctx, "w").Err()
+		if err := r.connect(t, 2).Set(ctx, "w", "other", 0).Err(); err != nil {
+			return err
+		}
+		_, err := tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.Set(ctx, "w", "mine", 0)
+			return nil
+		})
+		return err
+	}, "w")
+	if err != redis.TxFailedErr || c.Get(ctx, "w").Val() != "other" {
+		t.Fatalf("Watch with a conflict = %v, value %q", err, c.Get(ctx, "w").Val())
+	}
+}
+
+// TestAuth: with a password, a command before AUTH gets -NOAUTH, a wrong
+// password -WRONGPASS, and AUTH or HELLO AUTH opens the connection.
+func TestAuth(t *testing.T) {
+	r := startRig(t, nil)
+	_, addr := serve(t, r.client, &proxy.Options{Password: "s3cret"})
+	c := dialRaw(t, addr)
+	for _, step := range []struct{ send, want string }{
+		{"GET k\r\n", "-NOAUTH Authentication required."},
+		{"AUTH wrong\r\n", "-WRONGPASS invalid username-password pair or user is disabled."},
+		{"AUTH someone s3cret\r\n", "-WRONGPASS invalid username-password pair or user is disabled."},
+		{"AUTH s3cret\r\n", "+OK"},
+		{"PING\r\n", "+PONG"},
+	} {
+		c.send(step.send)
+		if got := c.line(); got != step.want {
+			t.Fatalf("%q: got %q, want %q", step.send, got, step.want)
+		}
+	}
+	ctx := context.Background()
+	for _, proto := range []int{2, 3} {
+		ok := redis.NewClient(&redis.Options{Addr: addr, Protocol: proto, Password: "s3cret"})
+		if err := ok.Set(ctx, "a", "1", 0).Err(); err != nil {
+			t.Fatalf("RESP%d with the password: %v", proto, err)
+		}
+		_ = ok.Close()
+		bad := redis.NewClient(&redis.Options{Addr: addr, Protocol: proto, Password: "nope", MaxRetries: -1})
+		if err := bad.Ping(ctx).Err(); err == nil || !strings.Contains(err.Error(), "WRONGPASS") {
+			t.Fatalf("RESP%d with a wrong password: %v", proto, err)
+		}
+		_ = bad.Close()
+	}
+}
+
+// TestConnectionState: SELECT, CLIENT SETNAME and the protocol are the
+// connection's own and survive a switch of region.
+func TestConnectionState(t *testing.T) {
+	r := startRig(t, nil)
+	ctx := context.Background()
+	c := redis.NewClient(&redis.Options{Addr: r.addr, DB: 5, ClientName: "app1", Protocol: 3})
+	defer c.Close()
+	if err := c.Set(ctx, "k", "db5", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	other := r.connect(t, 2)
+	if v := other.Get(ctx, "k").Err(); v != redis.Nil {
+		t.Fatalf("db 0 sees the db 5 key: %v", v)
+	}
+	if err := r.client.SwitchTo(ctx, "west"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Set(ctx, "k2", "db5-west", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	direct := redis.NewClient(&redis.Options{Addr: r.west.Addr, DB: 5})
+	defer direct.Close()
+	if v := direct.Get(ctx, "k2").Val(); v != "db5-west" {
+		t.Fatalf("west db 5 has %q, want db5-west", v)
+	}
+	if n := failovertest.Connect(t, r.west.Addr).Exists(ctx, "k2").Val(); n != 0 {
+		t.Fatal("the key landed in west's db 0")
+	}
+	if name := c.ClientGetName(ctx).Val(); name != "app1" {
+		t.Fatalf("CLIENT GETNAME after the switch = %q", name)
+	}
+	if m := c.HGetAll(ctx, "nohash").Val(); m == nil {
+		t.Fatal("RESP3 HGETALL after the switch")
+	}
+	list := c.ClientList(ctx).Val()
+	if !strings.Contains(list, "name=app1") || !strings.Contains(list, "db=5") || !strings.Contains(list, "resp=3") {
+		t.Fatalf("CLIENT LIST = %q", list)
+	}
+	if err := c.Do(ctx, "SELECT", "x").Err(); err == nil || err.Error() != "ERR value is not an integer or out of range" {
+		t.Fatalf("SELECT x = %v", err)
+	}
+}
+
+// TestRefusals: commands that cannot be proxied honestly get an -ERR
+// saying why, and the connection goes on.
+func TestRefusals(t *testing.T) {
+	r := startRig(t, nil)
+	c := dialRaw(t, r.addr)
+	for _, cmd := range []string{"MONITOR", "SYNC", "PSYNC ? -1", "REPLICAOF no one", "FAILOVER", "SHUTDOWN", "DEBUG sleep 0", "CLUSTER info", "CLIENT TRACKING on", "CLIENT KILL id 1", "READONLY"} {
+		c.send(cmd + "\r\n")
+		name := strings.ToUpper(strings.Fields(cmd)[0])
+		if name == "CLIENT" {
+			name = "CLIENT " + strings.ToUpper(strings.Fields(cmd)[1])
+		}
+		if got := c.line(); !strings.HasPrefix(got, "-ERR geofailover proxy: "+name+" is refused: ") {
+			t.Fatalf("%s: %q", cmd, got)
+		}
+	}
+	c.send("PING\r\n")
+	if got := c.line(); got != "+PONG" {
+		t.Fatalf("PING after refusals: %q", got)
+	}
+	if st := r.srv.Stats(); st.Refused != 11 {
+		t.Fatalf("Stats().Refused = %d, want 11", st.Refused)
+	}
+}
+
+// TestShutdownDrains: Shutdown lets a command under way finish and be
+// answered, refuses new connections, and returns once clients are gone.
+func TestShutdownDrains(t *testing.T) {
+	r := startRig(t, nil)
+	srv, addr := serve(t, r.client, nil)
+	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	defer c.Close()
+	ctx := context.Background()
+	got := make(chan error, 1)
+	go func() { got <- c.BLPop(ctx, 500*time.Millisecond, "none").Err() }()
+	time.Sleep(100 * time.Millisecond)
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := srv.Shutdown(sctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if err := <-got; err != redis.Nil {
+		t.Fatalf("the BLPOP in flight at Shutdown got %v, want its answer (redis.Nil)", err)
+	}
+	if took := time.Since(start); took < 300*time.Millisecond {
+		t.Fatalf("Shutdown returned after %v, before the BLPOP under way ended", took)
+	}
+	if _, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		t.Fatal("a connection was accepted after Shutdown")
 	}
 }
