@@ -96,6 +96,7 @@ func TestGoRedisSpecs(t *testing.T) {
 	passes := []pass{
 		{name: "all files, seed 1", plain: plainAll, ours: run("geofailover", all, 1)},
 		{name: "all files, every call through geofailover (rawClient's too), seed 1", plain: plainAll, ours: run("geofailover-all", all, 1), known: everyCallDifferences},
+		{name: "all files, a plain client of geofailover proxy, seed 1", plain: plainAll, ours: run("proxy", all, 1), known: proxyDifferences},
 	}
 	for _, seed := range pubsubSeeds[1:] {
 		passes = append(passes, pass{name: fmt.Sprint("Pub/Sub, seed ", seed),
@@ -162,6 +163,11 @@ var everyCallDifferences = func() map[string]string {
 	}
 	return m
 }()
+
+// proxyDifferences are the specs that differ when the client under test
+// is a plain *redis.Client of geofailover proxy, each with the reason (the
+// README's proxy section lists them too).
+var proxyDifferences = map[string]string{}
 
 // spec is one spec's outcome, from Ginkgo's JSON report.
 type spec struct {
@@ -273,7 +279,16 @@ func patch(t *testing.T, dir, ours string) {
 })
 
 `)
-	main = mustReplace(t, main, "\tdefault:\n\t\treturn c, closeWith(nil)", `	case "geofailover", "geofailover-all":
+	main = mustReplace(t, main, "\tdefault:\n\t\treturn c, closeWith(nil)", `	case "proxy":
+		pc := redis.NewClient(viaProxy(c.Options()))
+		return pc, func() error {
+			err := pc.Close()
+			if cerr := c.Close(); err == nil {
+				err = cerr
+			}
+			return err
+		}
+	case "geofailover", "geofailover-all":
 		gf := newUniversalGeofailover(c)
 		return gf, func() error {
 			forgetGeofailover(c)
