@@ -123,4 +123,3 @@ func sum(xs []int) int {
 	}
 	return n
 }
-
