@@ -107,13 +107,16 @@ func proxyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	defer stopStatus()
 	mon := newMonitor(c, stdout, "proxy")
 	c.OnEvent(mon.event)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	fmt.Fprintf(stdout, "geofailover proxy: listening on %s (RESP2 and RESP3%s)\n", ln.Addr(), map[bool]string{true: ", password required", false: ""}[*password != ""])
-
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	auth := ""
+	if *password != "" {
+		auth = ", password required"
+	}
+	fmt.Fprintf(stdout, "geofailover proxy: listening on %s (RESP2 and RESP3%s)\n", ln.Addr(), auth)
 	for {
 		select {
 		case err := <-served:
