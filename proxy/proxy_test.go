@@ -545,3 +545,180 @@ func TestShutdownDrains(t *testing.T) {
 		t.Fatal("a connection was accepted after Shutdown")
 	}
 }
+
+// TestLargeValues: a 20 MB value goes through in both directions, in
+// RESP2 and RESP3, pipelined with small commands.
+func TestLargeValues(t *testing.T) {
+	r := startRig(t, nil)
+	ctx := context.Background()
+	big := strings.Repeat("0123456789abcdef", 20<<20/16)
+	for _, proto := range []int{2, 3} {
+		c := r.connect(t, proto)
+		key := fmt.Sprint("big", proto)
+		cmds, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			p.Set(ctx, key, big, 0)
+			p.Get(ctx, key)
+			p.StrLen(ctx, key)
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("RESP%d: %v", proto, err)
+		}
+		if got := cmds[1].(*redis.StringCmd).Val(); got != big {
+			t.Fatalf("RESP%d: GET returned %d bytes, want the %d set", proto, len(got), len(big))
+		}
+		if n := cmds[2].(*redis.IntCmd).Val(); n != int64(len(big)) {
+			t.Fatalf("RESP%d: STRLEN = %d", proto, n)
+		}
+	}
+}
+
+// TestSessionCommands: PING, ECHO, QUIT and RESET answer as Redis does.
+func TestSessionCommands(t *testing.T) {
+	r := startRig(t, nil)
+	c := dialRaw(t, r.addr)
+	for _, step := range []struct{ send, want string }{
+		{"PING\r\n", "+PONG"},
+		{"ECHO hello\r\n", "$5"},
+		{"", "hello"},
+		{"HELLO 3\r\n", "%7"},
+	} {
+		if step.send != "" {
+			c.send(step.send)
+		}
+		if got := c.line(); got != step.want {
+			t.Fatalf("%q: %q, want %q", step.send, got, step.want)
+		}
+	}
+	c.send("PING\r\n")
+	for c.line() != "+PONG" { // the rest of HELLO's map
+	}
+	c.send("CLIENT SETNAME before-reset\r\nSELECT 4\r\nMULTI\r\nRESET\r\nCLIENT GETNAME\r\nCLIENT INFO\r\n")
+	for _, want := range []string{"+OK", "+OK", "+OK", "+RESET", "$-1"} {
+		if got := c.line(); got != want {
+			t.Fatalf("after RESET: %q, want %q", got, want)
+		}
+	}
+	c.line() // CLIENT INFO's length
+	if info := c.line(); !strings.Contains(info, " db=0 ") || !strings.Contains(info, " resp=2 ") || !strings.Contains(info, " multi=-1 ") {
+		t.Fatalf("CLIENT INFO after RESET: %q", info)
+	}
+	c.line() // the CRLF after the info line's own newline
+	c.send("QUIT\r\n")
+	if got := c.line(); got != "+OK" {
+		t.Fatalf("QUIT: %q", got)
+	}
+	c.closed()
+}
+
+// TestShardedPubSub: SSUBSCRIBE gets smessage, in RESP2 and RESP3.
+func TestShardedPubSub(t *testing.T) {
+	r := startRig(t, nil)
+	ctx := context.Background()
+	for _, proto := range []int{2, 3} {
+		c := r.connect(t, proto)
+		ps := c.SSubscribe(ctx, "shard")
+		if _, err := ps.Receive(ctx); err != nil {
+			t.Fatalf("RESP%d SSUBSCRIBE: %v", proto, err)
+		}
+		if err := r.connect(t, proto).SPublish(ctx, "shard", "hi").Err(); err != nil {
+			t.Fatal(err)
+		}
+		m, err := ps.ReceiveMessage(ctx)
+		if err != nil || m.Payload != "hi" || m.Channel != "shard" {
+			t.Fatalf("RESP%d smessage: %+v, %v", proto, m, err)
+		}
+		if err := ps.SUnsubscribe(ctx, "shard"); err != nil {
+			t.Fatal(err)
+		}
+		_ = ps.Close()
+	}
+}
+
+// TestClusterRegion: a Redis Cluster region is one standalone server to
+// the proxy's clients: keys in every slot, and pipelines across slots, each
+// key on the master that owns its slot; CLUSTER is refused.
+
+func TestClusterRegion(t *testing.T) {
+	cl := failovertest.StartCluster(t, 3)
+	standby := failovertest.StartServer(t)
+	c, err := geofailover.New(&geofailover.Options{Endpoints: []geofailover.Endpoint{
+		{Name: "cluster", Weight: 1, ClusterOptions: cl.Options()},
+		{Name: "standby", Weight: 0.5, URL: "redis://" + standby.Addr},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	failovertest.WaitActive(t, c, "cluster")
+	_, addr := serve(t, c, nil)
+	ctx := context.Background()
+	for _, proto := range []int{2, 3} {
+		app := redis.NewClient(&redis.Options{Addr: addr, Protocol: proto})
+		defer app.Close()
+		cmds, err := app.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i := range 50 {
+				p.Set(ctx, fmt.Sprint("key", i), i, 0)
+			}
+			for i := range 50 {
+				p.Get(ctx, fmt.Sprint("key", i))
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("RESP%d pipeline across slots: %v", proto, err)
+		}
+		for i := range 50 {
+			if v := cmds[50+i].(*redis.StringCmd).Val(); v != fmt.Sprint(i) {
+				t.Fatalf("RESP%d GET key%d = %q", proto, i, v)
+			}
+		}
+		if err := app.Do(ctx, "CLUSTER", "INFO").Err(); err == nil || !strings.Contains(err.Error(), "is refused") {
+			t.Fatalf("CLUSTER INFO: %v", err)
+		}
+	}
+	// A slot moved to another master after the engine's cluster client
+	// learnt the map: the old owner answers MOVED, which the client
+	// follows (the engine's hook makes a raw reply's MOVED an error that
+	// go-redis's cluster client sees; see internal/rawcmd).
+	app := redis.NewClient(&redis.Options{Addr: addr})
+	defer app.Close()
+	const moving = "moving-key"
+	from, err := cl.MasterFor(ctx, moving)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := app.Get(ctx, moving).Err(); err != redis.Nil { // the client learns the slot's owner
+		t.Fatalf("GET before the move: %v", err)
+	}
+	var to *failovertest.Server
+	for _, m := range cl.Masters {
+		if m != from {
+			to = m
+		}
+	}
+	toID := failovertest.Connect(t, to.Addr).ClusterMyID(ctx).Val()
+	slot := failovertest.Connect(t, from.Addr).ClusterKeySlot(ctx, moving).Val()
+	for _, m := range cl.Masters {
+		if err := failovertest.Connect(t, m.Addr).Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", toID).Err(); err != nil {
+			t.Fatalf("SETSLOT on %s: %v", m.Addr, err)
+		}
+	}
+	if err := app.Set(ctx, moving, "here", 0).Err(); err != nil {
+		t.Fatalf("SET after the slot moved: %v", err)
+	}
+	if v := failovertest.Connect(t, to.Addr).Get(ctx, moving).Val(); v != "here" {
+		t.Fatalf("the new owner has %q", v)
+	}
+	// Every key landed on the master that owns its slot.
+	for i := range 50 {
+		key := fmt.Sprint("key", i)
+		m, err := cl.MasterFor(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v := failovertest.Connect(t, m.Addr).Get(ctx, key).Val(); v != fmt.Sprint(i) {
+			t.Fatalf("%s on its master %s = %q", key, m.Addr, v)
+		}
+	}
+}
