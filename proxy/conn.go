@@ -45,24 +45,23 @@ type conn struct {
 	wer error // the first write error; the connection is done
 
 	// state, owned by serve's goroutine
-	proto            int          // 2 or 3
-	protoShared      atomic.Int32 // proto, for the Pub/Sub goroutine
-	db               int
-	name             string
-	libName, libVer  string
-	authed           bool
-	replyMode        replyMode
-	quit             bool
-	multi            *multiState
-	watch            *watchSession
-	sub              *subscriber
-	created          time.Time
-	lastActive       atomic.Int64 // UnixNano of the last request
-	lastCmd          atomic.Pointer[string]
-	info             atomic.Pointer[connInfo]
-	draining         atomic.Bool
-	closeOnce        sync.Once
-	protocolErrorMsg string
+	proto           int          // 2 or 3
+	protoShared     atomic.Int32 // proto, for the Pub/Sub goroutine
+	db              int
+	name            string
+	libName, libVer string
+	authed          bool
+	replyMode       replyMode
+	quit            bool
+	multi           *multiState
+	watch           *watchSession
+	sub             *subscriber
+	created         time.Time
+	lastActive      atomic.Int64 // UnixNano of the last request
+	lastCmd         atomic.Pointer[string]
+	info            atomic.Pointer[connInfo]
+	draining        atomic.Bool
+	closeOnce       sync.Once
 }
 
 type replyMode uint8

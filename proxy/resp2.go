@@ -22,7 +22,7 @@ import (
 type replyShape uint8
 
 const (
-	shapePlain replyShape = iota
+	_ replyShape = iota // the reply's shape is the same in both protocols
 	// shapePairs: RESP3 nests [member, score] (or [field, value]) pairs in
 	// the top-level array; RESP2 flattens them (ZRANGE ... WITHSCORES,
 	// ZRANDMEMBER/HRANDFIELD with scores or values, ZPOPMIN/ZPOPMAX).
