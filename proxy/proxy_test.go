@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -720,5 +721,41 @@ func TestClusterRegion(t *testing.T) {
 		if v := failovertest.Connect(t, m.Addr).Get(ctx, key).Val(); v != fmt.Sprint(i) {
 			t.Fatalf("%s on its master %s = %q", key, m.Addr, v)
 		}
+	}
+}
+
+// TestManyIdleConnections: 1,000 idle connections cost bounded memory
+// each, and MaxClients refuses the one over.
+func TestManyIdleConnections(t *testing.T) {
+	r := startRig(t, nil)
+	srv, addr := serve(t, r.client, &proxy.Options{MaxClients: 1000})
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	conns := make([]net.Conn, 0, 1000)
+	defer func() {
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	}()
+	for range 1000 {
+		nc, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, nc)
+	}
+	waitFor(t, func() bool { return srv.Stats().Connections == 1000 }, "1,000 connections")
+	over := dialRaw(t, addr)
+	if got := over.line(); got != "-ERR max number of clients reached" {
+		t.Fatalf("connection 1,001 got %q", got)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	used := int64(after.HeapInuse+after.StackInuse) - int64(before.HeapInuse+before.StackInuse)
+	perConn := used / 1000
+	t.Logf("1,000 idle connections: %d KB in all (both ends, in this process), %d bytes each", used>>10, perConn)
+	if perConn > 64<<10 {
+		t.Fatalf("%d bytes per idle connection (both ends), more than 64 KB", perConn)
 	}
 }

@@ -30,6 +30,9 @@ const (
 	maxInline = 64 << 10
 	// maxArgs bounds one request's argument count.
 	maxArgs = 1 << 20
+	// readBuffer is each connection's read buffer: a pipeline of small
+	// commands fits; larger ones are read through it.
+	readBuffer = 4 << 10
 	// readChunk is how much of a large argument is allocated at a time, so
 	// that memory follows the bytes that have arrived, not the length a
 	// client announced.
@@ -45,7 +48,7 @@ type requestReader struct {
 }
 
 func newRequestReader(src io.Reader, maxBytes int64) requestReader {
-	return requestReader{rd: bufio.NewReaderSize(src, 16<<10), src: src, maxBytes: maxBytes}
+	return requestReader{rd: bufio.NewReaderSize(src, readBuffer), src: src, maxBytes: maxBytes}
 }
 
 // next reads one request. It returns io.EOF when the client closed the
