@@ -169,7 +169,7 @@ var everyCallDifferences = func() map[string]string {
 // README's proxy section lists them too).
 var proxyDifferences = func() map[string]string {
 	const acl = "the spec authenticates as an ACL user of the server through the client under test: " +
-		"AUTH to the proxy checks the proxy's own password (a client never holds a region's credentials), so it is refused as a passwordless server refuses it"
+		"AUTH to the proxy checks the proxy's own password (a client never holds a region's credentials), so it fails (WRONGPASS)"
 	m := map[string]string{
 		"Client / supports WithTimeout": "the spec runs CLIENT PAUSE, which the proxy refuses (it acts on a region's server, not on the proxy's clients)",
 		"PubSub / handles big message payload": "the spec publishes, from another connection, right after sending SUBSCRIBE without waiting for its confirmation: " +

@@ -122,7 +122,14 @@ func (c *conn) auth(req request) {
 		return
 	}
 	if c.s.opts.Password == "" {
-		c.writeError("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")
+		switch {
+		case len(req) == 2:
+			c.writeError("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")
+		case req[1] == "default": // a user without password takes any
+			c.writeOK()
+		default:
+			c.writeError("WRONGPASS invalid username-password pair or user is disabled.")
+		}
 		return
 	}
 	user, pass := "default", req[len(req)-1]
