@@ -759,3 +759,36 @@ func TestManyIdleConnections(t *testing.T) {
 		t.Fatalf("%d bytes per idle connection (both ends), more than 64 KB", perConn)
 	}
 }
+
+// TestScanAcrossSwitch: a SCAN cursor from a region that lost the traffic
+// is refused, never continued on another region; a scan from 0 on the new
+// region sees its keys.
+func TestScanAcrossSwitch(t *testing.T) {
+	r := startRig(t, nil)
+	ctx := context.Background()
+	for _, s := range []*failovertest.Server{r.east, r.west} {
+		direct := failovertest.Connect(t, s.Addr)
+		for i := range 100 {
+			direct.Set(ctx, fmt.Sprint("scan:", i), i, 0)
+		}
+	}
+	c := r.connect(t, 2)
+	keys, cursor, err := c.Scan(ctx, 0, "scan:*", 10).Result()
+	if err != nil || cursor == 0 || len(keys) == 0 {
+		t.Fatalf("first page: %d keys, cursor %d, %v", len(keys), cursor, err)
+	}
+	if err := r.client.SwitchTo(ctx, "west"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.Scan(ctx, cursor, "scan:*", 10).Result(); err == nil || !strings.Contains(err.Error(), "start the scan again from cursor 0") {
+		t.Fatalf("continuing east's cursor on west: %v", err)
+	}
+	var all []string
+	iter := c.Scan(ctx, 0, "scan:*", 10).Iterator()
+	for iter.Next(ctx) {
+		all = append(all, iter.Val())
+	}
+	if err := iter.Err(); err != nil || len(all) != 100 {
+		t.Fatalf("a scan from 0 on west: %d keys, %v", len(all), err)
+	}
+}
