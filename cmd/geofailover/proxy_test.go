@@ -39,6 +39,13 @@ func TestProxyEndToEnd(t *testing.T) {
 	if code, _, errOut := runCLI(t, "proxy", "--listen", "0.0.0.0:0", "--config", cfg); code != 2 || !strings.Contains(errOut, "not a loopback address") {
 		t.Fatalf("a remote --listen without a password: %d %q", code, errOut)
 	}
+	waiting := filepath.Join(t.TempDir(), "waiting.yaml")
+	if err := os.WriteFile(waiting, []byte(fmt.Sprintf("wait_when_all_down: true\nendpoints:\n  - name: east\n    weight: 1\n    url: %s\n", east.URL())), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := runCLI(t, "proxy", "--config", waiting, "--listen", "127.0.0.1:0"); code != 2 || !strings.Contains(errOut, "wait_when_all_down") {
+		t.Fatalf("wait_when_all_down: %d %q", code, errOut)
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
