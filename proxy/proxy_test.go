@@ -792,3 +792,39 @@ func TestScanAcrossSwitch(t *testing.T) {
 		t.Fatalf("a scan from 0 on west: %d keys, %v", len(all), err)
 	}
 }
+
+// TestRESP2Regions: with regions on RESP2 (Options.Protocol 2), replies
+// pass through untouched, HELLO 3 gets -NOPROTO, and a go-redis client
+// that asked for RESP3 falls back to RESP2, as with a Redis 5 server.
+func TestRESP2Regions(t *testing.T) {
+	srv := failovertest.StartServer(t)
+	c, err := geofailover.New(&geofailover.Options{Endpoints: []geofailover.Endpoint{
+		{Name: "only", Weight: 1, URL: "redis://" + srv.Addr + "?protocol=2"},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	failovertest.WaitActive(t, c, "only")
+	_, addr := serve(t, c, &proxy.Options{Protocol: 2})
+	raw := dialRaw(t, addr)
+	raw.send("HELLO 3\r\n")
+	if got := raw.line(); got != "-NOPROTO unsupported protocol version" {
+		t.Fatalf("HELLO 3: %q", got)
+	}
+	ctx := context.Background()
+	app := redis.NewClient(&redis.Options{Addr: addr, Protocol: 3})
+	defer app.Close()
+	if err := app.HSet(ctx, "h", "f", "v").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := app.HGetAll(ctx, "h").Result(); err != nil || m["f"] != "v" {
+		t.Fatalf("HGETALL: %v, %v", m, err)
+	}
+	if err := app.ZAdd(ctx, "z", redis.Z{Score: 2.5, Member: "m"}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if z, err := app.ZRangeWithScores(ctx, "z", 0, -1).Result(); err != nil || len(z) != 1 || z[0].Score != 2.5 {
+		t.Fatalf("ZRANGE WITHSCORES: %v, %v", z, err)
+	}
+}
