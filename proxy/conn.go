@@ -127,6 +127,9 @@ func (c *conn) serve() {
 			return
 		}
 		c.setIdleDeadline()
+		if c.draining.Load() && !c.rd.buffered() {
+			return // drain's deadline may have been overwritten just now
+		}
 		req, err := c.rd.next()
 		if err != nil {
 			c.readFailed(err)
