@@ -60,6 +60,7 @@ type conn struct {
 	lastActive      atomic.Int64 // UnixNano of the last request
 	lastCmd         atomic.Pointer[string]
 	info            atomic.Pointer[connInfo]
+	job             batchJob // the run this connection has queued (see batch.go)
 	draining        atomic.Bool
 	closeOnce       sync.Once
 }
@@ -84,6 +85,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 	}
 	c.lastActive.Store(c.created.UnixNano())
 	c.protoShared.Store(2)
+	c.job.done = make(chan struct{}, 1)
 	return c
 }
 
@@ -238,6 +240,16 @@ func (c *conn) forward(run []request) {
 // if it is one command on the default database, else as a pipeline,
 // between SELECTs when the client selected another database.
 func (c *conn) run(cmds []*rawcmd.Cmd) {
+	if c.db == c.s.opts.DB && !blockingCmds(cmds) {
+		c.job.cmds = cmds
+		if !c.s.batch.submit(c.ctx, &c.job) {
+			for _, cmd := range cmds {
+				cmd.SetErr(c.ctx.Err())
+			}
+		}
+		c.job.cmds = nil
+		return
+	}
 	if len(cmds) == 1 && c.db == c.s.opts.DB {
 		_ = c.s.client.Process(c.ctx, cmds[0])
 		return
@@ -497,4 +509,19 @@ func (c *conn) publishInfo() {
 func (c *conn) setProto(v int) {
 	c.proto = v
 	c.protoShared.Store(int32(v))
+}
+
+// blockingCmds reports whether cmds is one blocking command (run on its
+// own, never batched).
+func blockingCmds(cmds []*rawcmd.Cmd) bool {
+	if len(cmds) != 1 {
+		return false
+	}
+	args := cmds[0].Args()
+	req := make(request, 0, len(args))
+	for _, a := range args {
+		s, _ := a.(string)
+		req = append(req, s)
+	}
+	return blocking(lower(req[0]), req)
 }

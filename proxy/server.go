@@ -78,6 +78,7 @@ type Server struct {
 	draining  bool
 	wg        sync.WaitGroup // connection goroutines
 
+	batch    *batcher // sends ordinary commands of all connections together
 	nextID   atomic.Int64
 	stats    counters
 	version  atomic.Pointer[string]         // the regions' Redis version, for HELLO
@@ -122,6 +123,7 @@ func New(c *geofailover.Client, opts *Options) (*Server, error) {
 	return &Server{
 		client: c, opts: o, log: log, ctx: ctx, cancel: cancel,
 		listeners: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{},
+		batch: newBatcher(ctx, c),
 	}, nil
 }
 
@@ -217,6 +219,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	select {
 	case <-done:
 		s.cancel()
+		s.batch.wg.Wait()
 		return nil
 	case <-ctx.Done():
 		_ = s.Close()
@@ -240,6 +243,7 @@ func (s *Server) Close() error {
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
+	s.batch.wg.Wait()
 	return nil
 }
 
