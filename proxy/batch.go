@@ -42,7 +42,6 @@ const (
 	queueLen = 4096
 )
 
-
 // batchJob is one connection's run of commands; done receives when the
 // run has been answered.
 type batchJob struct {
