@@ -84,7 +84,7 @@ func (c *conn) runBlocking(req request) *rawcmd.Cmd {
 	at := timeoutArg(name, req)
 	if at < 0 || total > 0 && total <= blockSlice {
 		cmd := newCmd(c.ctx, req)
-		c.run(singleCmd(cmd))
+		c.run(singleCmd(cmd)) // blocking: never batched, so always answered
 		return cmd
 	}
 	if name == "xread" {
@@ -99,7 +99,7 @@ func (c *conn) runBlocking(req request) *rawcmd.Cmd {
 		}
 		sliced[at] = formatTimeout(name, max(wait, time.Millisecond))
 		cmd := newCmd(c.ctx, sliced)
-		c.run(singleCmd(cmd))
+		c.run(singleCmd(cmd)) // blocking: never batched
 		if cmd.Err() != nil || !isNull(cmd.Val()) || c.ctx.Err() != nil || total > 0 && time.Until(end) <= 0 {
 			return cmd
 		}

@@ -101,7 +101,9 @@ func (c *conn) dispatch(req request) {
 		cmd = c.runBlocking(req)
 	} else {
 		cmd = newCmd(c.ctx, req)
-		c.run(singleCmd(cmd))
+		if !c.run(singleCmd(cmd)) {
+			return
+		}
 	}
 	c.writeResult(req, cmd)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/geofailover/geofailover"
+	"github.com/geofailover/geofailover/internal/cmdtable"
 	"github.com/geofailover/geofailover/internal/rawcmd"
 )
 
@@ -230,33 +231,37 @@ func (c *conn) forward(run []request) {
 	for i, req := range run {
 		cmds[i] = newCmd(c.ctx, req)
 	}
-	c.run(cmds)
+	if !c.run(cmds) {
+		return
+	}
 	for i, cmd := range cmds {
 		c.writeResult(run[i], cmd)
 	}
 }
 
-// run sends cmds through the engine on the connection's database: alone
-// if it is one command on the default database, else as a pipeline,
-// between SELECTs when the client selected another database.
-func (c *conn) run(cmds []*rawcmd.Cmd) {
+// run sends cmds through the engine on the connection's database: with
+// other connections' commands (batch.go) on the members' database, else
+// alone or as a pipeline between SELECTs. It reports false when the
+// connection closed first: cmds may still be in flight, not to be read.
+func (c *conn) run(cmds []*rawcmd.Cmd) bool {
 	if c.db == c.s.opts.DB && !blockingCmds(cmds) {
 		c.job.cmds = cmds
 		if !c.s.batch.submit(c.ctx, &c.job) {
-			for _, cmd := range cmds {
-				cmd.SetErr(c.ctx.Err())
-			}
+			// The connection is closing; a flusher may still send the
+			// run (nobody reads its answer, and the job is not reused).
+			return false
 		}
 		c.job.cmds = nil
-		return
+		return true
 	}
 	if len(cmds) == 1 && c.db == c.s.opts.DB {
 		_ = c.s.client.Process(c.ctx, cmds[0])
-		return
+		return true
 	}
 	pipe := c.s.client.Pipeline()
 	c.queue(pipe, cmds)
 	_, _ = pipe.Exec(c.ctx)
+	return true
 }
 
 // queue adds cmds to p, between SELECTs when the client selected a
@@ -512,16 +517,19 @@ func (c *conn) setProto(v int) {
 }
 
 // blockingCmds reports whether cmds is one blocking command (run on its
-// own, never batched).
+// own, never batched; runs of ordinary commands hold none).
 func blockingCmds(cmds []*rawcmd.Cmd) bool {
 	if len(cmds) != 1 {
 		return false
 	}
 	args := cmds[0].Args()
-	req := make(request, 0, len(args))
-	for _, a := range args {
-		s, _ := a.(string)
-		req = append(req, s)
+	name, _ := args[0].(string)
+	if name == "" || !cmdtable.MayBlock(name[0]) {
+		return false
 	}
-	return blocking(lower(req[0]), req)
+	req := make(request, len(args))
+	for i, a := range args {
+		req[i], _ = a.(string)
+	}
+	return blocking(lower(name), req)
 }
