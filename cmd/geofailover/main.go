@@ -7,6 +7,7 @@
 //	geofailover bench [--runs N] [--faults kill,stop,blackhole,latency] [--traffic idle,load] [--quick]
 //	geofailover watch [--config FILE [--section KEY]] [--listen ADDR] [--traffic] [--for D] [URL ...]
 //	geofailover proxy [--config FILE [--section KEY]] [--listen ADDR] [--admin ADDR] [--password P] [--check] [URL ...]
+//	geofailover proxybench [--rounds N] [--requests N] [--clients N]
 //
 // Run "geofailover help" or "geofailover COMMAND --help" for details.
 package main
@@ -34,6 +35,7 @@ Usage:
   geofailover bench [flags]          measure failover and failback on local servers (JSON, Markdown)
   geofailover watch [flags] [URL...] watch a client on your endpoints live; status page and /metrics
   geofailover proxy [flags] [URL...] serve your regions to any language: a local Redis server with failover
+  geofailover proxybench [flags]     measure the proxy against direct, HAProxy and twemproxy (redis-benchmark)
 
 Examples:
   geofailover demo                         # three local servers, about 30 s
@@ -78,6 +80,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = watchCmd(ctx, args[1:], stdout, stderr)
 	case "proxy":
 		err = proxyCmd(ctx, args[1:], stdout, stderr)
+	case "proxybench":
+		err = proxyBenchCmd(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help", "-help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -109,5 +110,32 @@ func TestProxyEndToEnd(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "draining") {
 		t.Fatalf("no drain: %q", out.String())
+	}
+}
+
+// TestProxyBenchQuick: proxybench runs every target it has (HAProxy and
+// twemproxy when installed; in CI they must be) and prints its table.
+func TestProxyBenchQuick(t *testing.T) {
+	if _, err := exec.LookPath("redis-benchmark"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("redis-benchmark is missing (apt-get install -y redis-tools)")
+		}
+		t.Skip("redis-benchmark is missing (apt-get install -y redis-tools)")
+	}
+	code, out, errOut := runCLI(t, "proxybench", "--rounds", "1", "--requests", "2000", "--clients", "10")
+	if code != 0 {
+		t.Fatalf("proxybench: %d\n%s\n%s", code, out, errOut)
+	}
+	rows := []string{"| direct | ", "| geofailover proxy | "}
+	if os.Getenv("CI") == "true" {
+		rows = append(rows, "| HAProxy | ", "| twemproxy | ")
+	}
+	for _, row := range rows {
+		if !strings.Contains(out, row) {
+			t.Errorf("no row %q in:\n%s", row, out)
+		}
+	}
+	if !strings.Contains(out, ", 0 failed") {
+		t.Errorf("the proxy failed commands:\n%s", out)
 	}
 }
