@@ -14,9 +14,9 @@ import (
 // Batching. Ordinary commands of all connections (not transactions,
 // blocking commands, Pub/Sub, WATCH sessions, nor a connection on another
 // database) are sent to the engine together: a connection hands its run of
-// commands to a queue, and a few flusher goroutines each take whatever is
-// queued and send it as one engine pipeline, on one connection to the
-// region. Under load, many clients' commands share one write and one read
+// commands to a queue, and a sender (one of the connections' own
+// goroutines: see submit) takes whatever is queued and sends it as one
+// engine pipeline, on one connection to the region. Under load, many clients' commands share one write and one read
 // on that connection instead of one each (what twemproxy does); a lone
 // command goes at once. Each client's commands stay in its order, and its
 // replies are its own.
@@ -27,13 +27,12 @@ import (
 // command in it may be replayed).
 
 const (
-	// maxFlushers bounds the pipelines in flight per queue. One flusher
-	// per queue starts with the server; more start, while runs wait, up to
-	// one per flusherRTT of the active region's round trip (its health
-	// checks' smoothed latency): a region far away gets more pipelines in
-	// flight, a near one keeps one, with larger pipelines (fewer writes and
-	// reads for the same commands). The time a pipeline takes here is no
-	// guide: on a busy machine it is mostly waiting for a CPU.
+	// maxFlushers bounds the pipelines in flight per queue: one per
+	// flusherRTT of the active region's round trip (its health checks'
+	// smoothed latency). A region far away gets more pipelines in flight,
+	// a near one keeps one, with larger pipelines (fewer writes and reads
+	// for the same commands). The time a pipeline takes here is no guide:
+	// on a busy machine it is mostly waiting for a CPU.
 	maxFlushers = 16
 	flusherRTT  = 2 * time.Millisecond
 	// batchMax bounds the commands in one engine pipeline.
@@ -53,24 +52,21 @@ type batcher struct {
 	client *geofailover.Client
 	ctx    context.Context
 	queues [2]batchQueue // read-only runs, other runs
-	want   atomic.Int32  // flushers per queue for the active region's round trip
+	want   atomic.Int32  // senders per queue for the active region's round trip
 	wg     sync.WaitGroup
 }
 
 type batchQueue struct {
-	jobs     chan *batchJob
-	flushers atomic.Int32
+	jobs    chan *batchJob
+	senders atomic.Int32 // connections sending for this queue now
 }
 
-// newBatcher starts a flusher per queue; they run until ctx ends.
+// newBatcher returns a batcher whose sender count follows the active
+// region's round trip until ctx ends.
 func newBatcher(ctx context.Context, c *geofailover.Client) *batcher {
 	b := &batcher{client: c, ctx: ctx}
 	for i := range b.queues {
-		q := &b.queues[i]
-		q.jobs = make(chan *batchJob, queueLen)
-		q.flushers.Store(1)
-		b.wg.Add(1)
-		go b.flush(q)
+		b.queues[i].jobs = make(chan *batchJob, queueLen)
 	}
 	b.want.Store(1)
 	b.wg.Add(1)
@@ -78,8 +74,8 @@ func newBatcher(ctx context.Context, c *geofailover.Client) *batcher {
 	return b
 }
 
-// follow sets how many flushers each queue may have from the active
-// region's round trip, every second.
+// follow sets how many connections may send for each queue at once from
+// the active region's round trip, every second.
 func (b *batcher) follow() {
 	defer b.wg.Done()
 	t := time.NewTicker(time.Second)
@@ -100,6 +96,14 @@ func (b *batcher) follow() {
 
 // submit queues j and waits for its answer, or for ctx (the connection's)
 // to end; it reports whether j was answered.
+//
+// There are no sender goroutines: a connection that queues a run sends,
+// itself, whatever is queued (its own run and others'), when fewer than
+// want connections are sending; otherwise it waits for a sender to take
+// its run. A sender that finishes looks again, so no run is left behind
+// (a run queued while every sender was busy is seen by the sender's second
+// look, or its own connection becomes a sender). A lone command thus goes
+// out on its own connection's goroutine with no hand-off.
 func (b *batcher) submit(ctx context.Context, j *batchJob) bool {
 	q := &b.queues[1]
 	if allReadOnly(j.cmds) {
@@ -110,10 +114,15 @@ func (b *batcher) submit(ctx context.Context, j *batchJob) bool {
 	case <-ctx.Done():
 		return false
 	}
-	if len(q.jobs) > 0 {
-		if n := q.flushers.Load(); n < b.want.Load() && q.flushers.CompareAndSwap(n, n+1) {
-			b.wg.Add(1)
-			go b.flush(q)
+	for {
+		n := q.senders.Load()
+		if n >= b.want.Load() || !q.senders.CompareAndSwap(n, n+1) {
+			break
+		}
+		b.send(q.jobs)
+		q.senders.Add(-1)
+		if len(q.jobs) == 0 {
+			break
 		}
 	}
 	select {
@@ -133,43 +142,36 @@ func allReadOnly(cmds []*rawcmd.Cmd) bool {
 	return true
 }
 
-// flush sends what q holds, a pipeline at a time.
-func (b *batcher) flush(bq *batchQueue) {
-	q := bq.jobs
-	defer b.wg.Done()
+// send takes what q holds (up to batchMax commands) and sends it as one
+// engine pipeline, or as one command if that is all.
+func (b *batcher) send(q chan *batchJob) {
 	var jobs []*batchJob
-	for {
+	n := 0
+more:
+	for n < batchMax {
 		select {
 		case j := <-q:
-			jobs = append(jobs[:0], j)
-		case <-b.ctx.Done():
-			return
+			jobs = append(jobs, j)
+			n += len(j.cmds)
+		default:
+			break more
 		}
-		n := len(jobs[0].cmds)
-	more:
-		for n < batchMax {
-			select {
-			case j := <-q:
-				jobs = append(jobs, j)
-				n += len(j.cmds)
-			default:
-				break more
-			}
-		}
-		if len(jobs) == 1 && n == 1 {
-			_ = b.client.Process(b.ctx, jobs[0].cmds[0])
-		} else {
-			pipe := b.client.Pipeline()
-			for _, j := range jobs {
-				for _, cmd := range j.cmds {
-					_ = pipe.Process(b.ctx, cmd)
-				}
-			}
-			_, _ = pipe.Exec(b.ctx)
-		}
+	}
+	switch {
+	case n == 0:
+		return
+	case len(jobs) == 1 && n == 1:
+		_ = b.client.Process(b.ctx, jobs[0].cmds[0])
+	default:
+		pipe := b.client.Pipeline()
 		for _, j := range jobs {
-			j.done <- struct{}{}
+			for _, cmd := range j.cmds {
+				_ = pipe.Process(b.ctx, cmd)
+			}
 		}
-		clear(jobs)
+		_, _ = pipe.Exec(b.ctx)
+	}
+	for _, j := range jobs {
+		j.done <- struct{}{}
 	}
 }

@@ -828,3 +828,58 @@ func TestRESP2Regions(t *testing.T) {
 		t.Fatalf("ZRANGE WITHSCORES: %v, %v", z, err)
 	}
 }
+
+// TestBatchingKeepsOrder: with 40 connections sending at once, single
+// commands and pipelines, each connection's replies are its own and in
+// its order, and no run is left waiting (the commands of all connections
+// are sent together: batch.go).
+func TestBatchingKeepsOrder(t *testing.T) {
+	r := startRig(t, nil)
+	ctx := context.Background()
+	const conns, rounds = 40, 300
+	errs := make(chan error, conns)
+	for w := range conns {
+		go func() {
+			c := redis.NewClient(&redis.Options{Addr: r.addr, PoolSize: 1, Protocol: 2 + w%2})
+			defer c.Close()
+			key := fmt.Sprint("order:", w)
+			next := int64(1)
+			for i := 0; i < rounds; i++ {
+				if i%3 == 0 {
+					cmds, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+						p.Incr(ctx, key)
+						p.Get(ctx, "order:absent")
+						p.Incr(ctx, key)
+						return nil
+					})
+					if err != nil && err != redis.Nil {
+						errs <- err
+						return
+					}
+					if a, b := cmds[0].(*redis.IntCmd).Val(), cmds[2].(*redis.IntCmd).Val(); a != next || b != next+1 {
+						errs <- fmt.Errorf("%s: pipeline got %d, %d, want %d, %d", key, a, b, next, next+1)
+						return
+					}
+					next += 2
+					continue
+				}
+				if v, err := c.Incr(ctx, key).Result(); err != nil || v != next {
+					errs <- fmt.Errorf("%s: INCR = %d, %v; want %d", key, v, err, next)
+					return
+				}
+				next++
+			}
+			errs <- nil
+		}()
+	}
+	for range conns {
+		select {
+		case err := <-errs:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(60 * time.Second):
+			t.Fatal("a connection's commands were never answered")
+		}
+	}
+}
