@@ -53,8 +53,14 @@ func proxyBenchCmd(ctx context.Context, args []string, stdout, stderr io.Writer)
 	rounds := fs.Int("rounds", 3, "rounds of every target")
 	requests := fs.Int("requests", 100000, "requests per redis-benchmark run (-n)")
 	clients := fs.Int("clients", 50, "redis-benchmark connections (-c)")
+	parts := fs.String("parts", "overhead", "what to measure: overhead, failover, or overhead,failover")
+	outage := fs.Duration("outage", 3*time.Second, "failover: how long the preferred region stays killed or frozen")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	doOverhead, doFailover := strings.Contains(*parts, "overhead"), strings.Contains(*parts, "failover")
+	if !doOverhead && !doFailover {
+		return usageError("--parts %q: want overhead, failover or both", *parts)
 	}
 	if _, err := exec.LookPath("redis-benchmark"); err != nil {
 		return exitError{2, errors.New("redis-benchmark is not installed (apt-get install -y redis-tools)")}
@@ -64,6 +70,14 @@ func proxyBenchCmd(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return err
 	}
 	defer os.RemoveAll(dir)
+	if doFailover {
+		if err := runProxyFailover(ctx, dir, []string{"kill", "freeze"}, *outage, stdout, stderr); err != nil {
+			return err
+		}
+		if !doOverhead {
+			return nil
+		}
+	}
 	region, err := failovertest.LaunchServer(filepath.Join(dir, "region"))
 	if err != nil {
 		return err
@@ -226,7 +240,7 @@ backend regions
   option tcp-check
   tcp-check send PING\r\n
   tcp-check expect string +PONG
-  server primary %s check %s on-marked-down shutdown-sessions
+  server primary %s check %s on-marked-down shutdown-sessions on-marked-up shutdown-backup-sessions
   server backup %s check %s backup
 `, addr, primary, timing, backup, timing)
 	path := filepath.Join(dir, fmt.Sprintf("haproxy-%d.cfg", port))
