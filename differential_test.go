@@ -5,7 +5,8 @@ package geofailover_test
 // *redis.Client and through a Client, each against a fresh server, and
 // their replies are compared one by one: value, Go type and error text.
 // The commands the app's hooks see are compared too. It runs in RESP2 and
-// RESP3, and with a db, a client name and an ACL user.
+// RESP3, and with a db, a client name and an ACL user; and with a plain
+// client of geofailover proxy in place of the Client (issue 20).
 // A difference prints its seed, the operation, and a reduced sequence that
 // still shows it; rerun one seed with GEOFAILOVER_DIFF_SEED=n.
 
