@@ -2,6 +2,7 @@ package geofailover
 
 import (
 	"context"
+	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -25,6 +26,19 @@ func cursorIndex(cmd *redis.ScanCmd) int {
 	return 2
 }
 
+// cursorOf reads a cursor argument: a number, as go-redis's typed Scan
+// passes it, or its decimal text, as a raw command (the proxy's) does.
+func cursorOf(arg any) (uint64, bool) {
+	switch v := arg.(type) {
+	case uint64:
+		return v, true
+	case string:
+		n, err := strconv.ParseUint(v, 10, 64)
+		return n, err == nil
+	}
+	return 0, false
+}
+
 // processScan runs a SCAN-family command. A scan that starts (cursor 0)
 // follows the ordinary rules; a scan that continues (cursor from an earlier
 // page) goes to the endpoint that returned the cursor only if that is still
@@ -38,7 +52,11 @@ func (c *Client) processScan(ctx context.Context, r *route, cmd *redis.ScanCmd) 
 		_, err := c.processOne(ctx, r, cmd)
 		return err
 	}
-	cursor, _ := args[i].(uint64)
+	cursor, ok := cursorOf(args[i])
+	if !ok {
+		_, err := c.processOne(ctx, r, cmd) // the server says what is wrong with it
+		return err
+	}
 	tag := uint8(cursor >> scanTagShift)
 	if cursor == 0 {
 		e, err := c.processOne(ctx, r, cmd)
@@ -53,9 +71,10 @@ func (c *Client) processScan(ctx context.Context, r *route, cmd *redis.ScanCmd) 
 		cmd.SetErr(err)
 		return err
 	}
+	orig := args[i]
 	args[i] = cursor &^ scanTagMask
 	err := c.attempt(ctx, e, cmd, false)
-	args[i] = cursor
+	args[i] = orig
 	if err == nil {
 		tagCursor(cmd, e)
 	}

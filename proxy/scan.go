@@ -22,20 +22,6 @@ func (c *conn) scan(req request) {
 	for i, a := range req {
 		args[i] = a
 	}
-	// The engine reads the cursor as go-redis's typed Scan passes it.
-	at := 2 // SSCAN/HSCAN/ZSCAN key cursor
-	if lower(req[0]) == "scan" {
-		at = 1
-	}
-	if at < len(req) {
-		cursor, err := strconv.ParseUint(req[at], 10, 64)
-		if err != nil {
-			c.s.stats.local.Add(1)
-			c.writeError("ERR invalid cursor")
-			return
-		}
-		args[at] = cursor
-	}
 	cmd := redis.NewScanCmd(c.ctx, nil, args...)
 	var err error
 	if c.db == c.s.opts.DB {
