@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/geofailover/geofailover/internal/rawcmd"
+	"github.com/geofailover/geofailover/internal/resp"
 	"strconv"
 	"strings"
 	"time"
@@ -218,19 +219,19 @@ func (c *conn) hello(req request) {
 	}
 	var b []byte
 	if proto == 3 {
-		b = appendLen(b, '%', len(fields))
+		b = resp.AppendLen(b, '%', len(fields))
 	} else {
-		b = appendLen(b, '*', 2*len(fields))
+		b = resp.AppendLen(b, '*', 2*len(fields))
 	}
 	for _, f := range fields {
-		b = appendBulk(b, f.k)
+		b = resp.AppendBulk(b, f.k)
 		switch v := f.v.(type) {
 		case string:
-			b = appendBulk(b, v)
+			b = resp.AppendBulk(b, v)
 		case int64:
-			b = appendInt(b, v)
+			b = resp.AppendInt(b, v)
 		case []string:
-			b = appendLen(b, '*', len(v))
+			b = resp.AppendLen(b, '*', len(v))
 		}
 	}
 	c.reply(b)
@@ -338,12 +339,12 @@ func (c *conn) clientCmd(req request) {
 	c.s.stats.local.Add(1)
 	switch {
 	case sub == "id" && len(req) == 2:
-		c.reply(appendInt(nil, c.id))
+		c.reply(resp.AppendInt(nil, c.id))
 	case sub == "getname" && len(req) == 2:
 		if c.name == "" {
 			c.writeNull(false)
 		} else {
-			c.reply(appendBulk(nil, c.name))
+			c.reply(resp.AppendBulk(nil, c.name))
 		}
 	case sub == "setname" && len(req) == 3:
 		if !validName(req[2]) {
@@ -386,9 +387,9 @@ func (c *conn) clientCmd(req request) {
 			"CLIENT <subcommand> (geofailover proxy). Subcommands:",
 			"ID, GETNAME, SETNAME <name>, SETINFO <LIB-NAME|LIB-VER> <value>, INFO, LIST, REPLY <ON|OFF|SKIP>, HELP",
 		}
-		b := appendLen(nil, '*', len(lines))
+		b := resp.AppendLen(nil, '*', len(lines))
 		for _, l := range lines {
-			b = appendSimple(b, '+', l)
+			b = resp.AppendSimple(b, '+', l)
 		}
 		c.reply(b)
 	default:
@@ -400,11 +401,11 @@ func (c *conn) clientCmd(req request) {
 // verbatim string in RESP3, a bulk string in RESP2.
 func (c *conn) replyVerbatim(text []byte) {
 	if c.proto == 3 {
-		b := appendLen(nil, '=', len(text)+4)
+		b := resp.AppendLen(nil, '=', len(text)+4)
 		b = append(b, "txt:"...)
 		b = append(b, text...)
 		c.reply(append(b, crlf...))
 		return
 	}
-	c.reply(appendBulk(nil, text))
+	c.reply(resp.AppendBulk(nil, text))
 }

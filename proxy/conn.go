@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +17,7 @@ import (
 	"github.com/geofailover/geofailover"
 	"github.com/geofailover/geofailover/internal/cmdtable"
 	"github.com/geofailover/geofailover/internal/rawcmd"
+	"github.com/geofailover/geofailover/internal/resp"
 )
 
 const (
@@ -364,7 +364,7 @@ func (c *conn) appendRaw(req request, raw []byte) {
 	if c.proto == 2 && c.s.opts.Protocol == 3 {
 		out, _, err := toRESP2(c.out, raw, conversionOf(req))
 		if err != nil {
-			c.out = appendSimple(c.out, '-', "ERR geofailover: could not convert the reply to RESP2: "+err.Error())
+			c.out = resp.AppendSimple(c.out, '-', "ERR geofailover: could not convert the reply to RESP2: "+err.Error())
 			return
 		}
 		c.out = out
@@ -401,7 +401,7 @@ func (c *conn) reply(b []byte) {
 	c.wmu.Unlock()
 }
 
-func (c *conn) writeError(msg string) { c.reply(appendSimple(nil, '-', msg)) }
+func (c *conn) writeError(msg string) { c.reply(resp.AppendSimple(nil, '-', msg)) }
 func (c *conn) writeOK()              { c.reply([]byte("+OK\r\n")) }
 
 // writeNull writes the null reply (RESP2: the null bulk string; nullArray:
@@ -484,12 +484,6 @@ func lower(s string) string {
 		}
 	}
 	return s
-}
-
-func appendInt(dst []byte, n int64) []byte {
-	dst = append(dst, ':')
-	dst = strconv.AppendInt(dst, n, 10)
-	return append(dst, crlf...)
 }
 
 // connInfo is what CLIENT LIST shows of a connection, published by its own

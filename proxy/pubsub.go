@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/geofailover/geofailover/internal/resp"
 )
 
 // Pub/Sub. A connection's first SUBSCRIBE, PSUBSCRIBE or SSUBSCRIBE opens
@@ -154,23 +156,23 @@ func (c *conn) deliver(s *subscriber) {
 			switch {
 			case m.Pattern != "":
 				b = c.appendHeader(nil, 4)
-				b = appendBulk(appendBulk(appendBulk(b, "pmessage"), m.Pattern), m.Channel)
+				b = resp.AppendBulk(resp.AppendBulk(resp.AppendBulk(b, "pmessage"), m.Pattern), m.Channel)
 			case shard:
 				b = c.appendHeader(nil, 3)
-				b = appendBulk(appendBulk(b, "smessage"), m.Channel)
+				b = resp.AppendBulk(resp.AppendBulk(b, "smessage"), m.Channel)
 			default:
 				b = c.appendHeader(nil, 3)
-				b = appendBulk(appendBulk(b, "message"), m.Channel)
+				b = resp.AppendBulk(resp.AppendBulk(b, "message"), m.Channel)
 			}
-			b = appendBulk(b, m.Payload)
+			b = resp.AppendBulk(b, m.Payload)
 		case *redis.Pong:
 			if c.protoShared.Load() == 3 {
-				b = appendSimple(nil, '+', "PONG")
+				b = resp.AppendSimple(nil, '+', "PONG")
 				if m.Payload != "" {
-					b = appendBulk(nil, m.Payload)
+					b = resp.AppendBulk(nil, m.Payload)
 				}
 			} else {
-				b = appendBulk(appendBulk(appendLen(nil, '*', 2), "pong"), m.Payload)
+				b = resp.AppendBulk(resp.AppendBulk(resp.AppendLen(nil, '*', 2), "pong"), m.Payload)
 			}
 		default:
 			continue
@@ -186,23 +188,23 @@ func (c *conn) deliver(s *subscriber) {
 // push in RESP3, an array in RESP2.
 func (c *conn) appendHeader(b []byte, n int) []byte {
 	if c.protoShared.Load() == 3 {
-		return appendLen(b, '>', n)
+		return resp.AppendLen(b, '>', n)
 	}
-	return appendLen(b, '*', n)
+	return resp.AppendLen(b, '*', n)
 }
 
 // appendPush appends a (un)subscribe confirmation; a nil channel is null.
 func (c *conn) appendPush(b []byte, kind string, ch *string, count int64) []byte {
-	b = appendBulk(c.appendHeader(b, 3), kind)
+	b = resp.AppendBulk(c.appendHeader(b, 3), kind)
 	switch {
 	case ch != nil:
-		b = appendBulk(b, *ch)
+		b = resp.AppendBulk(b, *ch)
 	case c.protoShared.Load() == 3:
 		b = append(b, "_\r\n"...)
 	default:
 		b = append(b, "$-1\r\n"...)
 	}
-	return appendInt(b, count)
+	return resp.AppendInt(b, count)
 }
 
 // endSubscription closes the connection's subscription, if any.

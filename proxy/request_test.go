@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/geofailover/geofailover/internal/resp"
 )
 
 func readAll(t *testing.T, input string, maxBytes int64) ([]request, error) {
@@ -121,9 +123,9 @@ func FuzzRequestReader(f *testing.F) {
 				return
 			}
 			var enc []byte
-			enc = appendLen(enc, '*', len(req))
+			enc = resp.AppendLen(enc, '*', len(req))
 			for _, a := range req {
-				enc = appendBulk(enc, a)
+				enc = resp.AppendBulk(enc, a)
 			}
 			rr := newRequestReader(bufio.NewReader(bytes.NewReader(enc)), 1<<30)
 			back, err := rr.next()

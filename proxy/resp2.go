@@ -5,6 +5,8 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+
+	"github.com/geofailover/geofailover/internal/resp"
 )
 
 // The engine's member clients speak RESP3 (go-redis's default). A client
@@ -98,7 +100,7 @@ func conv(dst, raw []byte, cv convert, depth int) ([]byte, int, error) {
 		}
 		return append(dst, ":0\r\n"...), used, nil
 	case ',', '(':
-		return appendBulk(dst, head[1:]), used, nil
+		return resp.AppendBulk(dst, head[1:]), used, nil
 	case '$', '=', '!':
 		n, err := strconv.Atoi(string(head[1:]))
 		if err != nil {
@@ -119,7 +121,7 @@ func conv(dst, raw []byte, cv convert, depth int) ([]byte, int, error) {
 			if len(s) >= 4 && s[3] == ':' {
 				s = s[4:]
 			}
-			return appendBulk(dst, s), used, nil
+			return resp.AppendBulk(dst, s), used, nil
 		default: // a blob error becomes a simple error, on one line
 			dst = append(dst, '-')
 			for _, c := range s {
@@ -155,7 +157,7 @@ func conv(dst, raw []byte, cv convert, depth int) ([]byte, int, error) {
 		}
 		switch {
 		case depth == 0 && head[0] == '%' && cv.shape == shapeMapOfPairs:
-			dst = appendLen(dst, '*', n)
+			dst = resp.AppendLen(dst, '*', n)
 			for range n {
 				dst = append(dst, "*2\r\n"...)
 				for range 2 {
@@ -169,7 +171,7 @@ func conv(dst, raw []byte, cv convert, depth int) ([]byte, int, error) {
 			return dst, used, nil
 		case depth == 0 && head[0] == '*' && cv.shape == shapePairs && n > 0 && bytes.HasPrefix(raw[used:], []byte("*2\r\n")):
 			// [[m1, s1], [m2, s2]] becomes [m1, s1, m2, s2].
-			dst = appendLen(dst, '*', 2*n)
+			dst = resp.AppendLen(dst, '*', 2*n)
 			for range n {
 				if !bytes.HasPrefix(raw[used:], []byte("*2\r\n")) {
 					return dst, 0, errBadReply
@@ -185,7 +187,7 @@ func conv(dst, raw []byte, cv convert, depth int) ([]byte, int, error) {
 			}
 			return dst, used, nil
 		}
-		dst = appendLen(dst, '*', elems)
+		dst = resp.AppendLen(dst, '*', elems)
 		for range elems {
 			var k int
 			if dst, k, err = conv(dst, raw[used:], cv, depth+1); err != nil {
@@ -199,21 +201,3 @@ func conv(dst, raw []byte, cv convert, depth int) ([]byte, int, error) {
 }
 
 var crlf = []byte("\r\n")
-
-func appendLen(dst []byte, kind byte, n int) []byte {
-	dst = append(dst, kind)
-	dst = strconv.AppendInt(dst, int64(n), 10)
-	return append(dst, crlf...)
-}
-
-func appendBulk[T string | []byte](dst []byte, s T) []byte {
-	dst = appendLen(dst, '$', len(s))
-	dst = append(dst, s...)
-	return append(dst, crlf...)
-}
-
-func appendSimple(dst []byte, kind byte, s string) []byte {
-	dst = append(dst, kind)
-	dst = append(dst, s...)
-	return append(dst, crlf...)
-}

@@ -7,6 +7,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/geofailover/geofailover"
+	"github.com/geofailover/geofailover/internal/resp"
 )
 
 func isScan(name string) bool {
@@ -39,11 +40,11 @@ func (c *conn) scan(req request) {
 	case err == nil:
 		c.s.stats.forwarded.Add(1)
 		keys, cursor := cmd.Val()
-		b := appendLen(nil, '*', 2)
-		b = appendBulk(b, strconv.FormatUint(cursor, 10))
-		b = appendLen(b, '*', len(keys))
+		b := resp.AppendLen(nil, '*', 2)
+		b = resp.AppendBulk(b, strconv.FormatUint(cursor, 10))
+		b = resp.AppendLen(b, '*', len(keys))
 		for _, k := range keys {
-			b = appendBulk(b, k)
+			b = resp.AppendBulk(b, k)
 		}
 		c.reply(b)
 	case errors.As(err, &ece):

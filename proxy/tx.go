@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/geofailover/geofailover/internal/rawcmd"
+	"github.com/geofailover/geofailover/internal/resp"
 )
 
 // Transactions. MULTI queues a client's commands in the proxy; EXEC sends
@@ -204,7 +205,7 @@ func (c *conn) writeExec(m *multiState, cmds []*rawcmd.Cmd, err error) {
 			return
 		}
 		c.wmu.Lock()
-		c.out = appendLen(c.out, '*', len(m.queued))
+		c.out = resp.AppendLen(c.out, '*', len(m.queued))
 		c.wmu.Unlock()
 		next := 0
 		for i, q := range m.queued {

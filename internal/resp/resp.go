@@ -1,7 +1,8 @@
 // Package resp reads the commands go-redis writes (RESP arrays of bulk
 // strings) and encodes the replies and pushes a subscribed connection
 // receives, for the Pub/Sub relay that sits between a *redis.PubSub and the
-// endpoints. It holds no state.
+// endpoints; the proxy encodes its own replies with the same Append
+// functions. It holds no state.
 package resp
 
 import (
@@ -83,18 +84,35 @@ func readLine(rd *bufio.Reader) (string, error) {
 }
 
 // AppendBulk appends s as a bulk string.
-func AppendBulk(b []byte, s string) []byte {
-	b = append(b, '$')
-	b = strconv.AppendInt(b, int64(len(s)), 10)
-	b = append(b, "\r\n"...)
+func AppendBulk[T string | []byte](b []byte, s T) []byte {
+	b = AppendLen(b, '$', len(s))
 	b = append(b, s...)
 	return append(b, "\r\n"...)
 }
 
 // AppendArray appends the header of an array of n elements.
-func AppendArray(b []byte, n int) []byte {
-	b = append(b, '*')
+func AppendArray(b []byte, n int) []byte { return AppendLen(b, '*', n) }
+
+// AppendLen appends a header of type kind ('*' array, '$' bulk string,
+// '%' map, '>' push, '=' verbatim string, ...) and length n.
+func AppendLen(b []byte, kind byte, n int) []byte {
+	b = append(b, kind)
 	b = strconv.AppendInt(b, int64(n), 10)
+	return append(b, "\r\n"...)
+}
+
+// AppendInt appends n as an integer reply.
+func AppendInt(b []byte, n int64) []byte {
+	b = append(b, ':')
+	b = strconv.AppendInt(b, n, 10)
+	return append(b, "\r\n"...)
+}
+
+// AppendSimple appends s as a simple string ('+') or error ('-'); s must
+// hold no CR or LF.
+func AppendSimple(b []byte, kind byte, s string) []byte {
+	b = append(b, kind)
+	b = append(b, s...)
 	return append(b, "\r\n"...)
 }
 
@@ -109,9 +127,7 @@ func Subscription(verb, name string, count int) []byte {
 	} else {
 		b = AppendBulk(b, name)
 	}
-	b = append(b, ':')
-	b = strconv.AppendInt(b, int64(count), 10)
-	return append(b, "\r\n"...)
+	return AppendInt(b, int64(count))
 }
 
 // Message encodes a message or pmessage push as the server sends it.
