@@ -27,14 +27,14 @@ import (
 // command in it may be replayed).
 
 const (
-	// maxFlushers bounds the pipelines in flight per queue: one per
-	// flusherRTT of the active region's round trip (its health checks'
+	// maxSenders bounds the pipelines in flight per queue (connections
+	// sending what is queued: see submit): one per senderRTT of the active region's round trip (its health checks'
 	// smoothed latency). A region far away gets more pipelines in flight,
 	// a near one keeps one, with larger pipelines (fewer writes and reads
 	// for the same commands). The time a pipeline takes here is no guide:
 	// on a busy machine it is mostly waiting for a CPU.
-	maxFlushers = 16
-	flusherRTT  = 2 * time.Millisecond
+	maxSenders = 16
+	senderRTT  = 2 * time.Millisecond
 	// batchMax bounds the commands in one engine pipeline.
 	batchMax = 512
 	// queueLen is each queue's capacity, in runs.
@@ -83,7 +83,7 @@ func (b *batcher) follow() {
 	for {
 		for _, st := range b.client.Status() {
 			if st.Active {
-				b.want.Store(int32(min(maxFlushers, 1+int(st.CheckLatency/flusherRTT))))
+				b.want.Store(int32(min(maxSenders, 1+int(st.CheckLatency/senderRTT))))
 			}
 		}
 		select {
@@ -135,7 +135,8 @@ func (b *batcher) submit(ctx context.Context, j *batchJob) bool {
 
 func allReadOnly(cmds []*rawcmd.Cmd) bool {
 	for _, cmd := range cmds {
-		if cmdtable.Lookup(cmd.Name())&cmdtable.ReadOnly == 0 {
+		name, _ := cmd.Args()[0].(string)
+		if cmdtable.Lookup(lower(name))&cmdtable.ReadOnly == 0 {
 			return false
 		}
 	}

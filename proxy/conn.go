@@ -32,7 +32,8 @@ const (
 
 // conn is one client connection. serve runs it on one goroutine; a
 // subscribed connection has a second one delivering messages (pubsub.go),
-// and writes are serialized by wmu.
+// a blocking command one that notices the client leaving (watchGone), and
+// writes are serialized by wmu.
 type conn struct {
 	s      *Server
 	nc     net.Conn
@@ -247,7 +248,7 @@ func (c *conn) run(cmds []*rawcmd.Cmd) bool {
 	if c.db == c.s.opts.DB && !blockingCmds(cmds) {
 		c.job.cmds = cmds
 		if !c.s.batch.submit(c.ctx, &c.job) {
-			// The connection is closing; a flusher may still send the
+			// The connection is closing; a sender may still send the
 			// run (nobody reads its answer, and the job is not reused).
 			return false
 		}
@@ -477,14 +478,9 @@ func sortByID(conns []*conn) []*conn {
 	return conns
 }
 
-func lower(s string) string {
-	for i := 0; i < len(s); i++ {
-		if 'A' <= s[i] && s[i] <= 'Z' {
-			return strings.ToLower(s)
-		}
-	}
-	return s
-}
+// lower is a command's name in lower case, without allocating for the
+// commands Redis knows (cmdtable.Lower).
+func lower(s string) string { return cmdtable.Lower(s) }
 
 // connInfo is what CLIENT LIST shows of a connection, published by its own
 // goroutine after each command that may change it.

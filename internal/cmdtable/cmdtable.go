@@ -6,6 +6,8 @@
 // has no flags, so it is treated as a write that does not block.
 package cmdtable
 
+import "strings"
+
 //go:generate go run ./gen -o table_gen.go
 
 // Flags are what the table records about a command.
@@ -52,3 +54,43 @@ var blockingFirstBytes = func() (t [256]bool) {
 
 // Len returns the number of commands and subcommands in the table.
 func Len() int { return len(table) }
+
+// Lower returns name in lower case. For a command the table knows, in any
+// case, it returns the table's own string without allocating (clients such
+// as redis-py and redis-benchmark send "GET", "SET"); for any other name,
+// strings.ToLower(name).
+func Lower(name string) string {
+	upper := false
+	for i := 0; i < len(name) && !upper; i++ {
+		upper = 'A' <= name[i] && name[i] <= 'Z'
+	}
+	if !upper {
+		return name
+	}
+	var buf [maxNameLen]byte
+	if len(name) <= len(buf) {
+		for i := 0; i < len(name); i++ {
+			c := name[i]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			buf[i] = c
+		}
+		if known, ok := names[string(buf[:len(name)])]; ok {
+			return known
+		}
+	}
+	return strings.ToLower(name)
+}
+
+// maxNameLen bounds the names Lower looks up (Redis's longest is shorter).
+const maxNameLen = 40
+
+// names maps each name of the table to itself, for Lower.
+var names = func() map[string]string {
+	m := make(map[string]string, len(table))
+	for name := range table {
+		m[name] = name
+	}
+	return m
+}()

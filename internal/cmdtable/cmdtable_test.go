@@ -83,3 +83,16 @@ func TestTableMatchesServer(t *testing.T) {
 		t.Errorf("server reported %d commands, checked-in table has %d", n, want)
 	}
 }
+
+// TestLower: any case of a known name is its table string, without an
+// allocation; other names are lowered as strings.ToLower does.
+func TestLower(t *testing.T) {
+	for in, want := range map[string]string{"GET": "get", "get": "get", "ZRangeByScore": "zrangebyscore", "NoSuchCommand": "nosuchcommand", "": ""} {
+		if got := cmdtable.Lower(in); got != want {
+			t.Errorf("Lower(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = cmdtable.Lower("HGETALL") }); n != 0 {
+		t.Errorf("Lower of a known command allocates %v times", n)
+	}
+}
