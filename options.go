@@ -98,8 +98,10 @@ type Options struct {
 	// outstanding and has completed none of them for this long (a hung
 	// server), unless a health check sent meanwhile has passed: a live
 	// server still delivering a long reply is not hung. After half of it a
-	// check is asked for at once. Blocking commands are exempt. Default
-	// 500 ms.
+	// check is asked for at once. Blocking commands are exempt. It is
+	// never less than four times the endpoint's smoothed check latency, so
+	// a far endpoint whose replies take longer is not taken for a hung one.
+	// Default 500 ms.
 	StallTimeout time.Duration
 	// DisableStallDetection switches the stalled-endpoint rule off.
 	DisableStallDetection bool

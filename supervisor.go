@@ -123,15 +123,24 @@ func (e *endpoint) drain() window.Counts {
 	return c
 }
 
+// stallLatencyFactor: the stall rule waits at least this many times an
+// endpoint's smoothed check latency, so a far endpoint whose replies take
+// longer than StallTimeout is not taken for a hung one.
+const stallLatencyFactor = 4
+
 // observe folds e's live counters into its window and moves its breaker:
 // Closed -> Open when the trip rule says so; Open -> Closed when the grace
 // period is over and health checks pass.
 func (s *supervisor) observe(e *endpoint, now time.Time) {
 	c := e.drain()
 	e.window.Add(now, c)
+	rule := s.cfg.rule
+	if rule.Stall > 0 {
+		rule.Stall = max(rule.Stall, stallLatencyFactor*e.checkRTT)
+	}
 	if e.live.inflight() <= 0 || c.Calls() > 0 || e.stallSince.IsZero() {
 		e.stallSince = now
-	} else if s.cfg.rule.Stall > 0 && e.breaker == BreakerClosed && now.Sub(e.stallSince) >= s.cfg.rule.Stall/2 {
+	} else if rule.Stall > 0 && e.breaker == BreakerClosed && now.Sub(e.stallSince) >= rule.Stall/2 {
 		// Commands are outstanding and none completes: ask the server
 		// whether it is alive. A check that passes moves stallSince (see
 		// onCheck), so a long reply from a live server is not a stall.
@@ -142,7 +151,7 @@ func (s *supervisor) observe(e *endpoint, now time.Time) {
 	}
 	switch e.breaker {
 	case BreakerClosed:
-		cause := s.cfg.rule.Trip(e.window.Totals(now), e.live.consecutive.Load(), now.Sub(e.stallSince))
+		cause := rule.Trip(e.window.Totals(now), e.live.consecutive.Load(), now.Sub(e.stallSince))
 		if cause != breaker.CauseNone {
 			s.openBreaker(e, cause, now)
 		}

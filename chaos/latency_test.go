@@ -78,3 +78,38 @@ func TestLatencyTieNoiseNoSwitch(t *testing.T) {
 		t.Errorf("active %q, want east", a)
 	}
 }
+
+// TestFarRegionIsNotStalled: a StallTimeout shorter than the active
+// region's round trip (100 ms against 160 ms) does not take it for hung,
+// since the stall rule waits at least four times an endpoint's smoothed
+// check latency; a frozen region is still left. One worker, so that a
+// single command is outstanding at a time and none completes for 160 ms.
+func TestFarRegionIsNotStalled(t *testing.T) {
+	regions, c := lab(t, []float64{1, 0.5}, true, func(o *geofailover.Options) {
+		latencyOptions(o)
+		o.StallTimeout = 100 * time.Millisecond
+	})
+	regions[0].proxy.Latency(80*time.Millisecond, 0, faultproxy.Both)
+	deadline := time.Now().Add(wait)
+	for c.Status()[0].CheckLatency < 120*time.Millisecond {
+		if time.Now().After(deadline) {
+			t.Fatalf("east's check latency is %v after %v, want about 160 ms", c.Status()[0].CheckLatency, wait)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	run := failovertest.Workload{Workers: 1, Timeout: time.Second}.Start(c)
+	time.Sleep(3 * time.Second)
+	frozen := time.Now()
+	regions[0].proxy.BlackHole(faultproxy.Both)
+	failovertest.WaitActive(t, c, "west")
+	left := time.Since(frozen)
+	tl := run.Stop()
+	switches := tl.Switches()
+	t.Logf("160 ms round trips, StallTimeout 100 ms: %d switches before the freeze; left %v after it", len(switches)-1, left)
+	if len(switches) == 0 || switches[0].At.Before(frozen) {
+		t.Errorf("switched before the freeze: %+v", switches)
+	}
+	if errs := tl.Errors(time.Time{}, frozen); errs.Total() != 0 {
+		t.Errorf("%d errors before the freeze: %v", errs.Total(), errs.Sample)
+	}
+}

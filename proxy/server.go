@@ -59,6 +59,20 @@ type Options struct {
 // DefaultMaxClients is Options.MaxClients's default (Redis's maxclients).
 const DefaultMaxClients = 10000
 
+// StallTimeout is the geofailover.Options.StallTimeout that a client built
+// for the proxy should have (the geofailover proxy command gives its regions
+// this one unless the config sets stall_timeout): 100 ms, not the library's
+// 500 ms. An application that links the library reports a hung server
+// through its own deadlines (five timed-out commands in a row trip the
+// breaker); the proxy cannot see its clients' deadlines, only that they
+// hang up, so the stall rule is its detector of a frozen region. A live
+// region is never taken for a hung one for a long reply (a health check
+// sent after half of it passes) nor for its distance (the rule waits at
+// least four times the region's check latency); it is for a pause of the
+// whole server longer than this, such as the fork of a large dataset or a
+// long script: raise it where your servers pause that long.
+const StallTimeout = 100 * time.Millisecond
+
 // ErrServerClosed is returned by Serve after Shutdown or Close.
 var ErrServerClosed = errors.New("proxy: server closed")
 

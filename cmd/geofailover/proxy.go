@@ -75,6 +75,9 @@ func proxyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if opts.WaitWhenAllDown {
 		return usageError("wait_when_all_down is for applications that link the library: the proxy answers -LOADING at once when no region can serve, so that no client's command waits without end")
 	}
+	if opts.StallTimeout == 0 {
+		opts.StallTimeout = proxy.StallTimeout
+	}
 	popts := &proxy.Options{Password: *password, MaxClients: *maxClients, MaxRequestBytes: *maxRequest, IdleTimeout: *idle, Logger: logger(stderr)}
 	if popts.Protocol, popts.DB, err = membersProtocolAndDB(opts); err != nil {
 		return exitError{2, err}

@@ -42,7 +42,7 @@ func proxyFailoverTargets() []failoverTarget {
 			c, err := geofailover.New(&geofailover.Options{Endpoints: []geofailover.Endpoint{
 				{Name: "east", Weight: 1, URL: "redis://" + east},
 				{Name: "west", Weight: 0.5, URL: "redis://" + west},
-			}})
+			}, StallTimeout: proxy.StallTimeout})
 			if err != nil {
 				return "", nil, nil, err
 			}
