@@ -25,7 +25,7 @@ type Step struct {
 	Do func(ctx context.Context, c redis.UniversalClient, worker, round int) error
 }
 
-// Workload issues commands through a geofailover.Client from several
+// Workload issues commands through a client (normally a geofailover.Client) from several
 // goroutines and records every command in a Timeline. The zero value is
 // the reference workload of the README's measurements: 8 workers, each doing SET
 // then GET on a key of its own, with a 100 ms timeout per command and a
@@ -85,7 +85,8 @@ func (r Record) Duration() time.Duration { return r.End.Sub(r.Start) }
 
 // Run is a workload in progress.
 type Run struct {
-	c       *geofailover.Client
+	c       redis.UniversalClient
+	gc      *geofailover.Client // c, when it is one
 	w       Workload
 	stop    chan struct{}
 	wg      sync.WaitGroup
@@ -97,8 +98,12 @@ type Run struct {
 	events  []geofailover.Event
 }
 
-// Start runs the workload against c until Stop.
-func (w Workload) Start(c *geofailover.Client) *Run {
+// Start runs the workload against c until Stop. c is normally a
+// *geofailover.Client: the timeline then records its events too, and a
+// command that no Trace or Served names an endpoint for is taken as served
+// by the active one. It may be any go-redis client (one connected to
+// geofailover proxy, say): then a step names its endpoint with Served.
+func (w Workload) Start(c redis.UniversalClient) *Run {
 	if w.Workers <= 0 {
 		w.Workers = 8
 	}
@@ -114,12 +119,15 @@ func (w Workload) Start(c *geofailover.Client) *Run {
 	if len(w.Steps) == 0 {
 		w.Steps = SetGet
 	}
-	r := &Run{c: c, w: w, stop: make(chan struct{}), started: time.Now()}
-	r.unsub = c.OnEvent(func(ev geofailover.Event) {
-		r.mu.Lock()
-		r.events = append(r.events, ev)
-		r.mu.Unlock()
-	})
+	r := &Run{c: c, w: w, stop: make(chan struct{}), started: time.Now(), unsub: func() {}}
+	if gc, ok := c.(*geofailover.Client); ok {
+		r.gc = gc
+		r.unsub = gc.OnEvent(func(ev geofailover.Event) {
+			r.mu.Lock()
+			r.events = append(r.events, ev)
+			r.mu.Unlock()
+		})
+	}
 	for i := range w.Workers {
 		r.wg.Add(1)
 		go r.worker(i)
@@ -161,8 +169,8 @@ func (r *Run) worker(id int) {
 			case rec.Endpoint != "":
 			case served.name() != "":
 				rec.Endpoint, rec.Attempts = served.name(), max(rec.Attempts, 1)
-			case err == nil:
-				rec.Endpoint, rec.Attempts, rec.Inferred = r.c.Active(), 1, true
+			case err == nil && r.gc != nil:
+				rec.Endpoint, rec.Attempts, rec.Inferred = r.gc.Active(), 1, true
 			}
 			if r.w.OnRecord != nil {
 				r.w.OnRecord(rec)

@@ -63,7 +63,7 @@ type conn struct {
 	lastCmd         atomic.Pointer[string]
 	info            atomic.Pointer[connInfo]
 	job             batchJob // the run this connection has queued (see batch.go)
-	draining        atomic.Bool
+	drainBy         atomic.Int64 // UnixNano the drain ends reading at; 0 while not draining
 	closeOnce       sync.Once
 }
 
@@ -102,13 +102,21 @@ func (r countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// drain asks the connection to close once the requests it has read are
-// answered (Server.Shutdown).
+// drainLinger is how long a draining connection still reads: commands the
+// client sent before Shutdown may still be on their way, or unread in the
+// socket, and are answered; then the connection closes. A client that keeps
+// sending meets the closed connection at the end of it.
+const drainLinger = 100 * time.Millisecond
+
+// drain asks the connection to close once the requests it has received
+// within drainLinger are answered (Server.Shutdown).
 func (c *conn) drain() {
-	c.draining.Store(true)
-	// Wake a read waiting for a next request; a command under way goes on.
-	_ = c.nc.SetReadDeadline(time.Now())
+	by := time.Now().Add(drainLinger)
+	c.drainBy.Store(by.UnixNano())
+	_ = c.nc.SetReadDeadline(by) // a command under way goes on
 }
+
+func (c *conn) draining() bool { return c.drainBy.Load() != 0 }
 
 // close closes the connection at once; commands in flight are canceled.
 func (c *conn) close() {
@@ -127,12 +135,9 @@ func (c *conn) serve() {
 		c.close()
 	}()
 	for !c.quit {
-		if c.draining.Load() && !c.rd.buffered() {
-			return
-		}
 		c.setIdleDeadline()
-		if c.draining.Load() && !c.rd.buffered() {
-			return // drain's deadline may have been overwritten just now
+		if c.draining() {
+			c.setIdleDeadline() // drain's deadline may have been overwritten just now
 		}
 		req, err := c.rd.next()
 		if err != nil {
@@ -157,9 +162,9 @@ func (c *conn) serve() {
 }
 
 func (c *conn) setIdleDeadline() {
-	switch {
-	case c.draining.Load():
-		_ = c.nc.SetReadDeadline(time.Now())
+	switch by := c.drainBy.Load(); {
+	case by != 0:
+		_ = c.nc.SetReadDeadline(time.Unix(0, by))
 	case c.s.opts.IdleTimeout > 0 && c.sub == nil:
 		_ = c.nc.SetReadDeadline(time.Now().Add(c.s.opts.IdleTimeout))
 	default:
@@ -178,7 +183,7 @@ func (c *conn) readFailed(err error) {
 		_ = c.flush()
 		return
 	}
-	if !errors.Is(err, io.EOF) && !c.draining.Load() {
+	if !errors.Is(err, io.EOF) && !c.draining() {
 		c.s.log.Debug("proxy: connection ended", "client", c.nc.RemoteAddr().String(), "err", err)
 	}
 }
