@@ -62,7 +62,7 @@ type conn struct {
 	lastActive      atomic.Int64 // UnixNano of the last request
 	lastCmd         atomic.Pointer[string]
 	info            atomic.Pointer[connInfo]
-	job             batchJob // the run this connection has queued (see batch.go)
+	job             batchJob     // the run this connection has queued (see batch.go)
 	drainBy         atomic.Int64 // UnixNano the drain ends reading at; 0 while not draining
 	closeOnce       sync.Once
 }
