@@ -21,7 +21,13 @@ import (
 	"github.com/geofailover/geofailover/failovertest"
 )
 
-func TestMain(m *testing.M) { failovertest.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) != "" {
+		// proxybench's child proxy (os.Executable is this test binary).
+		main()
+	}
+	failovertest.VerifyTestMain(m)
+}
 
 func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()

@@ -139,3 +139,20 @@ func TestProxyBenchQuick(t *testing.T) {
 		t.Errorf("the proxy failed commands:\n%s", out)
 	}
 }
+
+// TestProxyBenchMemoryAndDrain runs proxybench's memory and drain parts
+// small: the proxy as a child process (this test binary, see TestMain),
+// its memory measured, and SIGTERM under load losing no command sent
+// before it (the part fails otherwise).
+func TestProxyBenchMemoryAndDrain(t *testing.T) {
+	code, out, errOut := runCLI(t, "proxybench", "--parts", "memory,drain", "--idle", "200", "--busy", "20", "--drain-clients", "20")
+	if code != 0 {
+		t.Fatalf("proxybench: %d\n%s\n%s", code, out, errOut)
+	}
+	for _, want := range []string{"| 200 idle (each sent one PING) | ", "| 20 busy (", "; 0 commands sent before SIGTERM got no answer;"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in:\n%s", want, out)
+		}
+	}
+	t.Log(out)
+}

@@ -32,9 +32,21 @@ second, the ratio to direct, and p50/p99 latency at -P 1. Targets whose
 program is not installed (haproxy, nutcracker) are left out, with a note.
 The proxy runs in this process; the others are separate processes.
 
+Other parts (--parts, comma-separated):
+  failover  an application in Go (go-redis) and in Python (redis-py), 8
+            workers with 100 ms deadlines, through the proxy and through
+            HAProxy (usual and tuned checks), while the preferred region is
+            killed or frozen for --outage: first success on the standby,
+            all workers moved, errors, failback (about 4 minutes)
+  memory    the proxy as a child process: resident memory with no client,
+            --idle idle connections and --busy busy ones
+  drain     SIGTERM to the proxy while --drain-clients send pipelines: the
+            commands sent before it that got no answer (an error if any)
+
 Examples:
   geofailover proxybench
   geofailover proxybench --rounds 5 --requests 200000
+  geofailover proxybench --parts failover,memory,drain
 `
 
 // benchTarget is one way of reaching the server.
@@ -53,14 +65,25 @@ func proxyBenchCmd(ctx context.Context, args []string, stdout, stderr io.Writer)
 	rounds := fs.Int("rounds", 3, "rounds of every target")
 	requests := fs.Int("requests", 100000, "requests per redis-benchmark run (-n)")
 	clients := fs.Int("clients", 50, "redis-benchmark connections (-c)")
-	parts := fs.String("parts", "overhead", "what to measure: overhead, failover, or overhead,failover")
+	parts := fs.String("parts", "overhead", "what to measure, comma-separated: overhead, failover, memory, drain")
 	outage := fs.Duration("outage", 3*time.Second, "failover: how long the preferred region stays killed or frozen")
+	idle := fs.Int("idle", 10000, "memory: idle client connections")
+	busy := fs.Int("busy", 1000, "memory: busy client connections")
+	drainClients := fs.Int("drain-clients", 200, "drain: client connections under load at SIGTERM")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	doOverhead, doFailover := strings.Contains(*parts, "overhead"), strings.Contains(*parts, "failover")
-	if !doOverhead && !doFailover {
-		return usageError("--parts %q: want overhead, failover or both", *parts)
+	do := map[string]bool{}
+	for part := range strings.SplitSeq(*parts, ",") {
+		switch part = strings.TrimSpace(part); part {
+		case "overhead", "failover", "memory", "drain":
+			do[part] = true
+		default:
+			return usageError("--parts: unknown part %q (want overhead, failover, memory, drain)", part)
+		}
+	}
+	if *idle < 1 || *busy < 1 || *drainClients < 1 {
+		return usageError("--idle, --busy and --drain-clients must be at least 1")
 	}
 	if _, err := exec.LookPath("redis-benchmark"); err != nil {
 		return exitError{2, errors.New("redis-benchmark is not installed (apt-get install -y redis-tools)")}
@@ -70,13 +93,23 @@ func proxyBenchCmd(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return err
 	}
 	defer os.RemoveAll(dir)
-	if doFailover {
+	if do["failover"] {
 		if err := runProxyFailover(ctx, dir, []string{"kill", "freeze"}, *outage, stdout, stderr); err != nil {
 			return err
 		}
-		if !doOverhead {
-			return nil
+	}
+	if do["memory"] {
+		if err := runProxyMemory(ctx, dir, *idle, *busy, stdout); err != nil {
+			return err
 		}
+	}
+	if do["drain"] {
+		if err := runProxyDrain(dir, *drainClients, stdout); err != nil {
+			return err
+		}
+	}
+	if !do["overhead"] {
+		return nil
 	}
 	region, err := failovertest.LaunchServer(filepath.Join(dir, "region"))
 	if err != nil {
