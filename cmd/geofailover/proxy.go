@@ -32,7 +32,10 @@ Without --password it listens on loopback only, unless --allow-remote.
 --admin serves the status page and /metrics, with the proxy's counters.
 SIGTERM or Ctrl-C drains: no new connections, commands under way are
 answered (at most --drain), then it exits. SIGHUP reloads the regions and
-weights from --config without dropping connections.
+weights from --config without dropping connections. Logs go to stderr
+through slog (--log-format text or json): the client's events under the
+library's names (switch, breaker-opened, health-changed, all-down, ...)
+with their fields, and the proxy's own records.
 
 Examples:
   geofailover proxy --listen 127.0.0.1:6390        # demo regions; then: redis-cli -p 6390
@@ -53,7 +56,12 @@ func proxyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	idle := fs.Duration("idle-timeout", 0, "close a client connection idle this long (0: never)")
 	drain := fs.Duration("drain", 10*time.Second, "at SIGTERM, how long commands under way may take")
 	check := fs.Bool("check", false, "check the config and flags, print the regions, and exit")
+	logFormat := fs.String("log-format", "text", "log lines on stderr: text or json (level: $GEOFAILOVER_LOG, default info)")
 	if err := parse(fs, args); err != nil {
+		return err
+	}
+	log, err := serviceLogger(stderr, *logFormat)
+	if err != nil {
 		return err
 	}
 	if err := checkListen(*listen, *password, *allowRemote); err != nil {
@@ -61,7 +69,6 @@ func proxyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	demo := *configPath == "" && len(fs.Args()) == 0
 	var opts *geofailover.Options
-	var err error
 	var cleanup func()
 	if demo && !*check {
 		opts, cleanup, err = demoRegions(stdout)
@@ -78,7 +85,7 @@ func proxyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if opts.StallTimeout == 0 {
 		opts.StallTimeout = proxy.StallTimeout
 	}
-	popts := &proxy.Options{Password: *password, MaxClients: *maxClients, MaxRequestBytes: *maxRequest, IdleTimeout: *idle, Logger: logger(stderr)}
+	popts := &proxy.Options{Password: *password, MaxClients: *maxClients, MaxRequestBytes: *maxRequest, IdleTimeout: *idle, Logger: log}
 	if popts.Protocol, popts.DB, err = membersProtocolAndDB(opts); err != nil {
 		return exitError{2, err}
 	}
@@ -91,6 +98,10 @@ func proxyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		fmt.Fprintf(stdout, "config OK: %d regions, RESP%d, db %d\n", len(opts.Endpoints), popts.Protocol, popts.DB)
 		return nil
+	}
+	opts.OnEvent = func(ev geofailover.Event) { logEvent(log, ev) }
+	if opts.Logger == nil {
+		opts.Logger = log
 	}
 	c, err := geofailover.New(opts)
 	if err != nil {
@@ -111,8 +122,6 @@ func proxyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return exitError{2, err}
 	}
 	defer stopStatus()
-	mon := newMonitor(c, stdout, "proxy")
-	c.OnEvent(mon.event)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)

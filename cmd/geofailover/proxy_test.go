@@ -53,7 +53,7 @@ func TestProxyEndToEnd(t *testing.T) {
 	var out, errb lockedBuffer
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"proxy", "--config", cfg, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"}, &out, &errb)
+		done <- run(ctx, []string{"proxy", "--config", cfg, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--log-format", "json"}, &out, &errb)
 	}()
 	wait := func(re *regexp.Regexp) string {
 		t.Helper()
@@ -68,6 +68,12 @@ func TestProxyEndToEnd(t *testing.T) {
 	}
 	addr := wait(regexp.MustCompile(`listening on ([0-9.:]+)`))
 	admin := wait(regexp.MustCompile(`metrics: http://([0-9.:]+)/metrics`))
+	// Events are logged through slog under the library's names.
+	for start := time.Now(); !strings.Contains(errb.String(), `"msg":"initial-selection","to":"east"`); time.Sleep(20 * time.Millisecond) {
+		if time.Since(start) > 10*time.Second {
+			t.Fatalf("no initial-selection event logged as JSON on stderr: %q", errb.String())
+		}
+	}
 	c := redis.NewClient(&redis.Options{Addr: addr, PoolSize: 1})
 	defer c.Close()
 	if err := c.Set(ctx, "k", "v", 0).Err(); err != nil {
