@@ -27,8 +27,8 @@
 //     Connect gives a plain client to check a server directly;
 //     VerifyTestMain runs a package's tests and checks that no goroutine
 //     is left behind.
-//   - Workload runs commands through a geofailover.Client from several
-//     goroutines and records a Timeline (per command: start, end, the
+//   - Workload runs commands through a geofailover.Client (or any go-redis
+//     client, one of geofailover proxy say) from several goroutines and records a Timeline (per command: start, end, the
 //     endpoint that served it, error); Analyze computes the time to the
 //     first success on the new endpoint, the time until all workers moved,
 //     the errors (reads/writes, not applied/ambiguous), the slowest command

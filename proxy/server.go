@@ -215,9 +215,11 @@ func (s *Server) accept(nc net.Conn) {
 }
 
 // Shutdown stops accepting, lets each connection finish the commands it
-// has under way (their replies are written), closes it, and returns when
-// all are closed, or when ctx ends: then the rest are closed at once and
-// their commands canceled (Close), and ctx's error is returned.
+// has under way and those that arrive within 100 ms (commands a client
+// sent just before may still be on their way), writes their replies,
+// closes it, and returns when all are closed, or when ctx ends: then the
+// rest are closed at once and their commands canceled (Close), and ctx's
+// error is returned.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.draining = true

@@ -12,11 +12,9 @@ import (
 // serviceLogger is the slog logger of a long-running command (the proxy):
 // text or JSON on w, at Info unless $GEOFAILOVER_LOG names a level.
 func serviceLogger(w io.Writer, format string) (*slog.Logger, error) {
-	level := slog.LevelInfo
-	if s := os.Getenv("GEOFAILOVER_LOG"); s != "" {
-		if err := level.UnmarshalText([]byte(s)); err != nil {
-			return nil, usageError("$GEOFAILOVER_LOG=%q: want debug, info, warn or error", s)
-		}
+	level, err := logLevel(slog.LevelInfo)
+	if err != nil {
+		return nil, usageError("$GEOFAILOVER_LOG=%q: want debug, info, warn or error", os.Getenv("GEOFAILOVER_LOG"))
 	}
 	opts := &slog.HandlerOptions{Level: level}
 	switch format {
@@ -75,4 +73,15 @@ func logEvent(log *slog.Logger, ev geofailover.Event) {
 		attrs = append(attrs, slog.Int("dropped", ev.Dropped))
 	}
 	log.LogAttrs(context.Background(), level, ev.Kind.String(), attrs...)
+}
+
+// logLevel is the level $GEOFAILOVER_LOG names (debug, info, warn, error),
+// or def when it is unset.
+func logLevel(def slog.Level) (slog.Level, error) {
+	s := os.Getenv("GEOFAILOVER_LOG")
+	if s == "" {
+		return def, nil
+	}
+	var level slog.Level
+	return level, level.UnmarshalText([]byte(s))
 }

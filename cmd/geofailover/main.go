@@ -144,8 +144,8 @@ func parse(fs *flag.FlagSet, args []string) error {
 // logger is the command's log: text on stderr, at the level GEOFAILOVER_LOG
 // names (debug, info, warn, error; default warn).
 func logger(stderr io.Writer) *slog.Logger {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(os.Getenv("GEOFAILOVER_LOG"))); err != nil || os.Getenv("GEOFAILOVER_LOG") == "" {
+	level, err := logLevel(slog.LevelWarn)
+	if err != nil {
 		level = slog.LevelWarn
 	}
 	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))

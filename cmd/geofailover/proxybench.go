@@ -111,43 +111,18 @@ func proxyBenchCmd(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if !do["overhead"] {
 		return nil
 	}
-	region, err := failovertest.LaunchServer(filepath.Join(dir, "region"))
+	region, standby, stopRegions, err := launchRegions(filepath.Join(dir, "overhead"))
 	if err != nil {
 		return err
 	}
-	defer region.Kill()
-	standby, err := failovertest.LaunchServer(filepath.Join(dir, "standby"))
-	if err != nil {
-		return err
-	}
-	defer standby.Kill()
-
+	defer stopRegions()
 	targets := []benchTarget{{name: "direct", addr: region.Addr}}
-	c, err := geofailover.New(&geofailover.Options{Endpoints: []geofailover.Endpoint{
-		{Name: "region", Weight: 1, URL: region.URL()},
-		{Name: "standby", Weight: 0.5, URL: standby.URL()},
-	}})
+	addr, srv, stopProxy, err := serveProxy(ctx, region.Addr, standby.Addr, nil)
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	err = c.WaitReady(wctx)
-	cancel()
-	if err != nil {
-		return err
-	}
-	srv, err := proxy.New(c, nil)
-	if err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	go func() { _ = srv.Serve(ln) }()
-	defer srv.Close()
-	targets = append(targets, benchTarget{name: "geofailover proxy", addr: ln.Addr().String()})
+	defer stopProxy()
+	targets = append(targets, benchTarget{name: "geofailover proxy", addr: addr})
 	if addr, stop, err := startHAProxy(dir, region.Addr, standby.Addr, "inter 1s fall 2 rise 3"); err != nil {
 		fmt.Fprintf(stdout, "note: HAProxy left out: %v\n", err)
 	} else {
@@ -329,4 +304,54 @@ func freeLocalPort() (int, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// launchRegions starts two local redis-server regions under dir: east
+// (the preferred one) and west. stop kills both.
+func launchRegions(dir string) (east, west *failovertest.Server, stop func(), err error) {
+	if east, err = failovertest.LaunchServer(filepath.Join(dir, "east")); err != nil {
+		return nil, nil, nil, err
+	}
+	if west, err = failovertest.LaunchServer(filepath.Join(dir, "west")); err != nil {
+		_ = east.Kill()
+		return nil, nil, nil, err
+	}
+	return east, west, func() { _ = east.Kill(); _ = west.Kill() }, nil
+}
+
+// serveProxy serves, in this process and on a loopback port, a proxy in
+// front of a geofailover client of the regions at east and west (weights 1
+// and 0.5), with tune (if any) applied to the client's options. It returns
+// once the client is ready; stop closes the proxy, then the client.
+func serveProxy(ctx context.Context, east, west string, tune func(*geofailover.Options)) (addr string, srv *proxy.Server, stop func(), err error) {
+	opts := &geofailover.Options{Endpoints: []geofailover.Endpoint{
+		{Name: "east", Weight: 1, URL: "redis://" + east},
+		{Name: "west", Weight: 0.5, URL: "redis://" + west},
+	}}
+	if tune != nil {
+		tune(opts)
+	}
+	c, err := geofailover.New(opts)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err = c.WaitReady(wctx)
+	cancel()
+	if err == nil {
+		srv, err = proxy.New(c, nil)
+	}
+	var ln net.Listener
+	if err == nil {
+		ln, err = net.Listen("tcp", "127.0.0.1:0")
+	}
+	if err != nil {
+		_ = c.Close()
+		return "", nil, nil, err
+	}
+	go func() { _ = srv.Serve(ln) }()
+	return ln.Addr().String(), srv, func() {
+		_ = srv.Close()
+		_ = c.Close()
+	}, nil
 }

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -48,42 +47,18 @@ func proxyFailoverTargets() []failoverTarget {
 		}
 	}
 	return []failoverTarget{
-		{name: "geofailover proxy", start: func(dir, east, west string) (string, func() []geofailover.Event, func(), error) {
-			c, err := geofailover.New(&geofailover.Options{Endpoints: []geofailover.Endpoint{
-				{Name: "east", Weight: 1, URL: "redis://" + east},
-				{Name: "west", Weight: 0.5, URL: "redis://" + west},
-			}, StallTimeout: proxy.StallTimeout})
-			if err != nil {
-				return "", nil, nil, err
-			}
+		{name: "geofailover proxy", start: func(_, east, west string) (string, func() []geofailover.Event, func(), error) {
 			var mu sync.Mutex
 			var events []geofailover.Event
-			c.OnEvent(func(ev geofailover.Event) { mu.Lock(); events = append(events, ev); mu.Unlock() })
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if err := c.WaitReady(ctx); err != nil {
-				_ = c.Close()
-				return "", nil, nil, err
-			}
-			srv, err := proxy.New(c, nil)
-			if err != nil {
-				_ = c.Close()
-				return "", nil, nil, err
-			}
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				_ = c.Close()
-				return "", nil, nil, err
-			}
-			go func() { _ = srv.Serve(ln) }()
-			return ln.Addr().String(), func() []geofailover.Event {
-					mu.Lock()
-					defer mu.Unlock()
-					return append([]geofailover.Event(nil), events...)
-				}, func() {
-					_ = srv.Close()
-					_ = c.Close()
-				}, nil
+			addr, _, stop, err := serveProxy(context.Background(), east, west, func(o *geofailover.Options) {
+				o.StallTimeout = proxy.StallTimeout // as geofailover proxy gives its regions
+				o.OnEvent = func(ev geofailover.Event) { mu.Lock(); events = append(events, ev); mu.Unlock() }
+			})
+			return addr, func() []geofailover.Event {
+				mu.Lock()
+				defer mu.Unlock()
+				return append([]geofailover.Event(nil), events...)
+			}, stop, err
 		}},
 		{name: "HAProxy, usual (inter 1s fall 2 rise 3)", start: haproxy("inter 1s fall 2 rise 3")},
 		{name: "HAProxy, tuned (inter 100ms fall 2 rise 2)", start: haproxy("inter 100ms fall 2 rise 2")},
@@ -265,16 +240,11 @@ func runProxyFailover(ctx context.Context, dir string, faults []string, outage t
 func proxyFailoverRun(ctx context.Context, dir string, t failoverTarget, app failoverApp, fault string, outage time.Duration) (failovertest.Report, error) {
 	var rep failovertest.Report
 	sub := filepath.Join(dir, fmt.Sprintf("failover-%d", time.Now().UnixNano()))
-	east, err := failovertest.LaunchServer(filepath.Join(sub, "east"))
+	east, west, stopRegions, err := launchRegions(sub)
 	if err != nil {
 		return rep, err
 	}
-	defer east.Kill()
-	west, err := failovertest.LaunchServer(filepath.Join(sub, "west"))
-	if err != nil {
-		return rep, err
-	}
-	defer west.Kill()
+	defer stopRegions()
 	// mark names a server in the key each command reads back.
 	mark := func(s *failovertest.Server, name string) error {
 		c := redis.NewClient(&redis.Options{Addr: s.Addr})

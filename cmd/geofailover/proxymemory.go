@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -17,8 +18,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-
-	"github.com/geofailover/geofailover/failovertest"
 )
 
 // The memory and drain parts of proxybench: geofailover proxy runs as a
@@ -110,20 +109,6 @@ func (p *proxyChild) kill() {
 	<-p.exited
 }
 
-// startBenchRegions launches two regions and returns their URLs.
-func startBenchRegions(dir string) ([]string, func(), error) {
-	east, err := failovertest.LaunchServer(filepath.Join(dir, "east"))
-	if err != nil {
-		return nil, nil, err
-	}
-	west, err := failovertest.LaunchServer(filepath.Join(dir, "west"))
-	if err != nil {
-		_ = east.Kill()
-		return nil, nil, err
-	}
-	return []string{east.URL(), west.URL()}, func() { _ = east.Kill(); _ = west.Kill() }, nil
-}
-
 // dialMany opens n connections to addr, each of which has sent a PING and
 // read its PONG, 32 dials at a time.
 func dialMany(addr string, n int) ([]net.Conn, error) {
@@ -148,7 +133,7 @@ func dialMany(addr string, n int) ([]net.Conn, error) {
 				}
 				if err != nil {
 					mu.Lock()
-					first = cmpOr(first, fmt.Errorf("connection %d: %w", i, err))
+					first = cmp.Or(first, fmt.Errorf("connection %d: %w", i, err))
 					mu.Unlock()
 					if c != nil {
 						_ = c.Close()
@@ -167,13 +152,6 @@ func dialMany(addr string, n int) ([]net.Conn, error) {
 	return conns, nil
 }
 
-func cmpOr(a, b error) error {
-	if a != nil {
-		return a
-	}
-	return b
-}
-
 func closeAll(conns []net.Conn) {
 	for _, c := range conns {
 		if c != nil {
@@ -183,9 +161,9 @@ func closeAll(conns []net.Conn) {
 }
 
 // busyLoad runs SET then GET of a 64-byte value on each connection, back to
-// back, until stop (or, with a nil stop, until the connections are closed);
-// it returns the commands answered.
-func busyLoad(conns []net.Conn, stop <-chan struct{}) (int64, error) {
+// back, until the connections are closed; it returns the commands answered
+// and any error but that of a closed connection.
+func busyLoad(conns []net.Conn) (int64, error) {
 	var done atomic.Int64
 	var wg sync.WaitGroup
 	errs := make([]error, len(conns))
@@ -197,18 +175,13 @@ func busyLoad(conns []net.Conn, stop <-chan struct{}) (int64, error) {
 			get := fmt.Sprintf("*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n", len(key), key)
 			rd := bufio.NewReader(c)
 			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
 				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 				for _, req := range []string{set, get} {
-					if _, err := io.WriteString(c, req); err != nil {
-						errs[i] = err
-						return
+					_, err := io.WriteString(c, req)
+					var line string
+					if err == nil {
+						line, err = rd.ReadString('\n')
 					}
-					line, err := rd.ReadString('\n')
 					if err == nil && strings.HasPrefix(line, "$") {
 						_, err = rd.Discard(len(value) + 2)
 					}
@@ -216,7 +189,9 @@ func busyLoad(conns []net.Conn, stop <-chan struct{}) (int64, error) {
 						err = errors.New(strings.TrimSpace(line))
 					}
 					if err != nil {
-						errs[i] = err
+						if !errors.Is(err, net.ErrClosed) {
+							errs[i] = err
+						}
 						return
 					}
 					done.Add(1)
@@ -232,7 +207,7 @@ func busyLoad(conns []net.Conn, stop <-chan struct{}) (int64, error) {
 // connections and with busy ones, each in a fresh process (Go keeps freed
 // memory a while), over the same process with no client.
 func runProxyMemory(ctx context.Context, dir string, idle, busy int, stdout io.Writer) error {
-	urls, stopRegions, err := startBenchRegions(filepath.Join(dir, "memory"))
+	east, west, stopRegions, err := launchRegions(filepath.Join(dir, "memory"))
 	if err != nil {
 		return err
 	}
@@ -241,7 +216,7 @@ func runProxyMemory(ctx context.Context, dir string, idle, busy int, stdout io.W
 	// then opens n connections, runs load on them (if any), and returns
 	// both measures.
 	phase := func(n int, load func(conns []net.Conn) (int64, error)) (base, loaded int64, err error) {
-		p, err := startProxyChild(n+100, urls...)
+		p, err := startProxyChild(n+100, east.URL(), west.URL())
 		if err != nil {
 			return 0, 0, err
 		}
@@ -266,7 +241,6 @@ func runProxyMemory(ctx context.Context, dir string, idle, busy int, stdout io.W
 			loaded, err = p.rss()
 			return base, loaded, err
 		}
-		stop := make(chan struct{})
 		type outcome struct {
 			peak int64
 			err  error
@@ -280,15 +254,14 @@ func runProxyMemory(ctx context.Context, dir string, idle, busy int, stdout io.W
 				case <-time.After(500 * time.Millisecond):
 				}
 				r, err := p.rss()
-				o.peak, o.err = max(o.peak, r), cmpOr(o.err, err)
+				o.peak, o.err = max(o.peak, r), cmp.Or(o.err, err)
 			}
-			close(stop)
-			closeAll(conns)
+			closeAll(conns) // ends the load
 			sampled <- o
 		}()
 		_, lerr := load(conns)
 		o := <-sampled
-		if lerr != nil && !isClosedConn(lerr) {
+		if lerr != nil {
 			return 0, 0, fmt.Errorf("busy connections: %w", lerr)
 		}
 		return base, o.peak, o.err
@@ -301,7 +274,7 @@ func runProxyMemory(ctx context.Context, dir string, idle, busy int, stdout io.W
 	var took time.Duration
 	busyBase, busyRSS, err := phase(busy, func(conns []net.Conn) (int64, error) {
 		start := time.Now()
-		n, err := busyLoad(conns, nil)
+		n, err := busyLoad(conns)
 		served, took = n, time.Since(start)
 		return n, err
 	})
@@ -319,20 +292,15 @@ func runProxyMemory(ctx context.Context, dir string, idle, busy int, stdout io.W
 	return nil
 }
 
-// isClosedConn reports the error of a connection closed under its reader.
-func isClosedConn(err error) bool {
-	return err != nil && strings.Contains(err.Error(), "use of closed network connection")
-}
-
 // runProxyDrain sends SIGTERM to a child proxy under load and reports the
 // commands sent before it that got no answer.
 func runProxyDrain(dir string, clients int, stdout io.Writer) error {
-	urls, stopRegions, err := startBenchRegions(filepath.Join(dir, "drain"))
+	east, west, stopRegions, err := launchRegions(filepath.Join(dir, "drain"))
 	if err != nil {
 		return err
 	}
 	defer stopRegions()
-	p, err := startProxyChild(clients+100, urls...)
+	p, err := startProxyChild(clients+100, east.URL(), west.URL())
 	if err != nil {
 		return err
 	}
