@@ -100,8 +100,9 @@ type Options struct {
 	// server still delivering a long reply is not hung. After half of it a
 	// check is asked for at once. Blocking commands are exempt. It is
 	// never less than four times the endpoint's smoothed check latency, so
-	// a far endpoint whose replies take longer is not taken for a hung one.
-	// Default 500 ms.
+	// a far endpoint whose replies take longer is not taken for a hung one,
+	// and time in which this process did not run is not counted. Default
+	// 500 ms.
 	StallTimeout time.Duration
 	// DisableStallDetection switches the stalled-endpoint rule off.
 	DisableStallDetection bool

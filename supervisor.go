@@ -22,6 +22,8 @@ type supervisor struct {
 	lastTag uint8
 	// retired are replaced traffic clients waiting to be closed (refresh).
 	retired []retiredClient
+	// lastStep is when step last ran (see unwatched).
+	lastStep time.Time
 	// leaving are removed endpoints whose clients close once their
 	// in-flight commands are done (see remove).
 	leaving []leavingEndpoint
@@ -89,6 +91,7 @@ func (s *supervisor) step(now time.Time) {
 	if len(s.retired) > 0 || len(s.leaving) > 0 {
 		s.closeRetired(now)
 	}
+	s.unwatched(now)
 	for _, e := range s.eps {
 		s.observe(e, now)
 	}
@@ -97,6 +100,24 @@ func (s *supervisor) step(now time.Time) {
 		s.c.emit(s.evs...)
 		s.evs = s.evs[:0]
 	}
+}
+
+// unwatched keeps time in which the supervisor did not run out of the
+// stall rule. A step that comes more than two ticks after the previous one
+// means this process was not running (starved of CPU, stopped, a long VM
+// pause): the endpoints' replies may be waiting unread, so that time is not
+// theirs to be charged as a stall (the same rule as a caller's deadline
+// spent elsewhere: never count a failure the endpoint did not cause).
+func (s *supervisor) unwatched(now time.Time) {
+	tick := s.tickInterval()
+	if gap := now.Sub(s.lastStep); !s.lastStep.IsZero() && gap > 2*tick {
+		for _, e := range s.eps {
+			if !e.stallSince.IsZero() {
+				e.stallSince = e.stallSince.Add(gap - tick)
+			}
+		}
+	}
+	s.lastStep = now
 }
 
 // drain returns the outcomes recorded on e since the last drain. The

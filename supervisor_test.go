@@ -295,6 +295,33 @@ func TestStallTripsBreaker(t *testing.T) {
 	})
 }
 
+// TestStallNotCountedWhileStarved: a step that comes long after the
+// previous one (this process did not run: starved of CPU, stopped, a VM
+// pause) does not count the time nobody watched as the endpoint's stall,
+// since its replies may be waiting unread; the rule still trips once the
+// endpoint has shown no progress for StallTimeout of watched time.
+func TestStallNotCountedWhileStarved(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil, 1, 0.5)
+		h.checkAll()
+		e := h.ep("east")
+		e.live.started.Add(3) // three commands sent, none answered yet
+		h.s.step(time.Now())
+		time.Sleep(600 * time.Millisecond) // no step: the supervisor did not run
+		h.s.step(time.Now())
+		if h.active() != "east" {
+			t.Fatal("tripped on 600 ms the supervisor did not watch")
+		}
+		for range 5 {
+			time.Sleep(100 * time.Millisecond)
+			h.s.step(time.Now())
+		}
+		if h.active() != "west" {
+			t.Fatal("no trip after StallTimeout of watched time without progress")
+		}
+	})
+}
+
 func TestRetryTimeoutNotChargedToStandby(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, nil, 1, 0.5)
