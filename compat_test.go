@@ -136,6 +136,7 @@ func TestWatchAsGoRedis(t *testing.T) {
 	// A WATCH the endpoint fails counts toward its breaker.
 	srv2 := failovertest.StartServer(t)
 	c2 := oneEndpoint(t, &redis.Options{Addr: srv2.Addr}, nil)
+	failovertest.WaitHealth(t, c2, "only", geofailover.Healthy) // not down at its first check
 	evs, stop := c2.Events(16)
 	defer stop()
 	srv2.Kill()

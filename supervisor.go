@@ -251,6 +251,9 @@ func (s *supervisor) grace(level int) time.Duration {
 // choose is the selection rule, the one place that decides which endpoint
 // should be active now. Postcondition: it returns
 //   - the pinned endpoint (SwitchTo) while it is usable, or always if forced;
+//   - else, at startup, a client's only endpoint before its first check
+//     (there is nothing to choose, and waiting for the check would add its
+//     dial and round trip to the first commands);
 //   - else the active endpoint while it is usable, unless an endpoint of
 //     higher weight is eligible, not held back, and has been healthy, with
 //     every check passing, for FailbackDelay, and its traffic client is
@@ -278,6 +281,9 @@ func (s *supervisor) grace(level int) time.Duration {
 func (s *supervisor) choose(now time.Time) *endpoint {
 	if p := s.pinned; p != nil && !p.removed && (s.pinForced || p.usable(now)) {
 		return p
+	}
+	if !s.started && len(s.eps) == 1 && s.eps[0].health == HealthUnknown {
+		return s.eps[0] // nothing to choose: it serves at once, as a plain client's server
 	}
 	best := s.candidate(now, nil)
 	a := s.active

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"syscall"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -403,6 +404,29 @@ func TestFailbackToABetterEndpointNotTheBest(t *testing.T) {
 		sw := h.events(EventSwitch)
 		if len(sw) != 2 || sw[0].To != "west" || sw[1].To != "east" {
 			t.Fatalf("switches %+v: want failback to west (stable first), then to east", sw)
+		}
+	})
+}
+
+// TestOneEndpointTakesTrafficAtOnce: with a single endpoint there is
+// nothing to choose, so it takes traffic before its first check, as a plain
+// client's server does (waiting added a dial and a round trip to the first
+// commands: go-redis's "does not contend on connection dial" spec took 2 s
+// where a plain client takes 1). A first check that proves it down still
+// makes the client fail fast.
+func TestOneEndpointTakesTrafficAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil, 1)
+		h.s.step(time.Now())
+		if got := h.active(); got != "east" {
+			t.Fatalf("active = %q before the first check, want the only endpoint", got)
+		}
+		if ev := h.events(EventInitialSelection); len(ev) != 1 || ev[0].To != "east" {
+			t.Errorf("initial selection events %+v", ev)
+		}
+		h.check("east", syscall.ECONNREFUSED)
+		if got := h.active(); got != "" {
+			t.Fatalf("active = %q after a refused first check, want none (all down)", got)
 		}
 	})
 }
