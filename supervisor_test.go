@@ -217,6 +217,10 @@ func TestBreakerFailoverGraceAndFailback(t *testing.T) {
 	})
 }
 
+// TestFailbackWaitsForStableHealth: after failed health checks,
+// FailbackDelay is counted from the check that made the endpoint healthy
+// again (the HealthyAfter-th pass in a row, at 3 s), not from its first
+// pass (1 s): no failback at 5 s, failback at 6 s.
 func TestFailbackWaitsForStableHealth(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, nil, 1, 0.5)

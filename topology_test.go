@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -182,12 +183,26 @@ func TestClusterMasterKilledUnderLoad(t *testing.T) {
 	}
 	took := failovertest.WaitActive(t, c, "west")
 	time.Sleep(500 * time.Millisecond)
-	rep := run.Stop().Analyze(failovertest.Outage{From: "east", To: "west", At: at})
+	tl := run.Stop()
+	rep := tl.Analyze(failovertest.Outage{From: "east", To: "west", At: at})
 	t.Logf("cluster master killed under load: switch after %v; %v", took, rep)
 	if took > time.Second {
 		t.Errorf("the switch took %v, want <= 1 s", took)
 	}
 	if rep.Errors.Reads > 0 || rep.Errors.Writes > 8 {
-		t.Errorf("%d read and %d write errors, want 0 reads and at most the 8 writes in flight", rep.Errors.Reads, rep.Errors.Writes)
+		t.Errorf("%d read and %d write errors, want 0 reads and at most the 8 writes in flight:\n%s", rep.Errors.Reads, rep.Errors.Writes, failedCommands(tl, at))
 	}
+}
+
+// failedCommands lists the commands of tl that failed after at: when each
+// began (from at), how long it took, where it was served, and its error.
+func failedCommands(tl *failovertest.Timeline, at time.Time) string {
+	var b strings.Builder
+	for _, r := range tl.Records {
+		if r.Err != nil && !r.End.Before(at) {
+			fmt.Fprintf(&b, "  worker %d %s at %+v for %v on %q (%d attempts): %v\n",
+				r.Worker, r.Step, r.Start.Sub(at).Round(time.Millisecond), r.Duration().Round(time.Millisecond), r.Endpoint, r.Attempts, r.Err)
+		}
+	}
+	return b.String()
 }

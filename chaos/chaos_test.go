@@ -2,7 +2,6 @@ package chaos_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"os/exec"
@@ -65,7 +64,7 @@ func lab(t *testing.T, weights []float64, withProxy bool, tune func(*geofailover
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	printEventsOnFailure(t, c)
+	failovertest.LogEventsOnFailure(t, c)
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	if err := c.WaitReady(ctx); err != nil {
@@ -464,29 +463,6 @@ func TestBigReplyIsNotAStall(t *testing.T) {
 	if a := c.Active(); a != "east" {
 		t.Fatalf("active %q, want east", a)
 	}
-}
-
-// printEventsOnFailure records c's events and prints them if t fails (at
-// cleanup, before c is closed when c's Close cleanup was registered first).
-func printEventsOnFailure(t *testing.T, c *geofailover.Client) {
-	var evMu sync.Mutex
-	events := []string{}
-	c.OnEvent(func(e geofailover.Event) {
-		evMu.Lock()
-		defer evMu.Unlock()
-		if events != nil {
-			j, _ := json.Marshal(e)
-			events = append(events, string(j))
-		}
-	})
-	t.Cleanup(func() {
-		evMu.Lock()
-		defer evMu.Unlock()
-		if t.Failed() {
-			t.Logf("the client's events:\n  %s", strings.Join(events, "\n  "))
-		}
-		events = nil
-	})
 }
 
 // TestFailbackUnderPressure: failing back costs no error, even on a busy

@@ -197,7 +197,7 @@ func topologyClient(t *testing.T, east, west *site) *geofailover.Client {
 	c, err := geofailover.New(opts)
 	must(t, err)
 	t.Cleanup(func() { c.Close() })
-	printEventsOnFailure(t, c)
+	failovertest.LogEventsOnFailure(t, c)
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	must(t, c.WaitReady(ctx))

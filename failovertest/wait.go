@@ -2,8 +2,11 @@ package failovertest
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -112,3 +115,27 @@ func SilenceRedisLog() { redis.SetLogger(silent{}) }
 type silent struct{}
 
 func (silent) Printf(context.Context, string, ...any) {}
+
+// LogEventsOnFailure records c's events and, if t fails, logs them (at
+// t's cleanup: register it after c's Close cleanup, so that it runs before
+// c is closed).
+func LogEventsOnFailure(t testing.TB, c *geofailover.Client) {
+	var mu sync.Mutex
+	events := []string{}
+	c.OnEvent(func(e geofailover.Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		if events != nil {
+			j, _ := json.Marshal(e)
+			events = append(events, string(j))
+		}
+	})
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if t.Failed() {
+			t.Logf("the client's events:\n  %s", strings.Join(events, "\n  "))
+		}
+		events = nil
+	})
+}

@@ -24,13 +24,15 @@ type rig struct {
 	west   *failovertest.Server
 }
 
-// startRig starts two servers (east preferred), a Client with fast checks,
-// and a proxy on a free loopback port; all are closed when the test ends.
-func startRig(t *testing.T, popts *proxy.Options) *rig {
+// startRig starts two servers (east preferred), a Client with fast checks
+// (then tuned by tune, if given), and a proxy on a free loopback port; all
+// are closed when the test ends. If the test fails, the client's events
+// are logged.
+func startRig(t *testing.T, popts *proxy.Options, tune ...func(*geofailover.Options)) *rig {
 	t.Helper()
 	servers := failovertest.StartServers(t, 2)
 	r := &rig{east: servers[0], west: servers[1]}
-	c, err := geofailover.New(&geofailover.Options{
+	opts := &geofailover.Options{
 		Endpoints: []geofailover.Endpoint{
 			{Name: "east", Weight: 1, URL: "redis://" + r.east.Addr},
 			{Name: "west", Weight: 0.5, URL: "redis://" + r.west.Addr},
@@ -39,11 +41,16 @@ func startRig(t *testing.T, popts *proxy.Options) *rig {
 		HealthCheckTimeout:  200 * time.Millisecond,
 		FailbackDelay:       200 * time.Millisecond,
 		GracePeriod:         100 * time.Millisecond,
-	})
+	}
+	for _, f := range tune {
+		f(opts)
+	}
+	c, err := geofailover.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.Close() })
+	failovertest.LogEventsOnFailure(t, c)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := c.WaitReady(ctx); err != nil {
