@@ -149,8 +149,9 @@ func clusterPartialFaults(t *testing.T, c *geofailover.Client, cl *failovertest.
 	t.Run("master-killed", func(t *testing.T) {
 		failovertest.WaitActive(t, c, "east")
 		m := cl.Masters[1]
+		// 300 ms deadlines: see TestClusterMasterKilledUnderLoad.
 		rep := outage(t, c, from, to, func() { must(t, m.Kill()) }, func() { must(t, m.Restart()); heal(m)() },
-			checks{moved: true, failback: true, maxSwitches: 2}, failovertest.Workload{})
+			checks{moved: true, failback: true, maxSwitches: 2}, failovertest.Workload{Timeout: 300 * time.Millisecond})
 		if rep.Errors.Reads > 0 || rep.Errors.Writes > 8 {
 			t.Errorf("%d read and %d write errors, want 0 reads and at most the 8 writes in flight", rep.Errors.Reads, rep.Errors.Writes)
 		}
