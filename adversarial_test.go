@@ -23,7 +23,14 @@ type eventLog struct {
 
 func logEvents(c *geofailover.Client) *eventLog {
 	l := &eventLog{}
-	c.OnEvent(func(ev geofailover.Event) { l.mu.Lock(); l.evs = append(l.evs, ev); l.mu.Unlock() })
+	evs, _ := c.Events(1024)
+	go func() {
+		for ev := range evs { // closed by c's Close
+			l.mu.Lock()
+			l.evs = append(l.evs, ev)
+			l.mu.Unlock()
+		}
+	}()
 	return l
 }
 
@@ -147,18 +154,19 @@ func TestRemoveEndpointDuringClose(t *testing.T) {
 // TestCloseDespiteStuckSubscribers: Close returns promptly whatever the
 // event subscribers do: a channel nobody reads, a callback that blocks.
 func TestCloseDespiteStuckSubscribers(t *testing.T) {
-	_, _, c := pair(t, nil)
-	failovertest.WaitHealth(t, c, "west", geofailover.Healthy)
 	release := make(chan struct{})
 	defer close(release)
 	entered := make(chan struct{}, 1)
-	c.OnEvent(func(geofailover.Event) {
-		select {
-		case entered <- struct{}{}:
-		default:
+	_, _, c := pair(t, func(o *geofailover.Options) {
+		o.OnEvent = func(geofailover.Event) {
+			select {
+			case entered <- struct{}{}:
+			default:
+			}
+			<-release
 		}
-		<-release
 	})
+	failovertest.WaitHealth(t, c, "west", geofailover.Healthy)
 	_, stop := c.Events(1) // never read
 	defer stop()
 	ctx := ctxFor(t, testTimeout)
@@ -318,4 +326,33 @@ func TestEventsChannelClosedAtClose(t *testing.T) {
 	if _, open := <-late; open {
 		t.Fatal("a channel from Events after Close is open")
 	}
+}
+
+// TestEventsStopClosesChannel: the stop function closes the channel, also
+// while a delivery to it is blocked (nobody reads), so a loop ranging over
+// it ends; the client's other subscribers go on receiving.
+func TestEventsStopClosesChannel(t *testing.T) {
+	_, _, c := pair(t, nil)
+	failovertest.WaitHealth(t, c, "west", geofailover.Healthy)
+	stuck, stopStuck := c.Events(0) // nobody reads: the delivery blocks
+	other, stopOther := c.Events(16)
+	defer stopOther()
+	ctx := ctxFor(t, testTimeout)
+	must(t, c.SwitchTo(ctx, "west"))
+	time.Sleep(50 * time.Millisecond) // the delivery to stuck is under way
+	stopStuck()
+	stopStuck() // idempotent
+	ended := make(chan struct{})
+	go func() {
+		for range stuck {
+		}
+		close(ended)
+	}()
+	select {
+	case <-ended:
+	case <-time.After(5 * time.Second):
+		t.Fatal("ranging over a stopped Events channel did not end")
+	}
+	must(t, c.SwitchTo(ctx, "east"))
+	failovertest.NextEvent(t, other, geofailover.EventSwitch, func(ev geofailover.Event) bool { return ev.To == "east" })
 }

@@ -281,7 +281,7 @@ func cpuTime() time.Duration {
 // BenchmarkHedgedReads: GET through a Client over two local servers, with
 // and without HedgeReads (derived delay), on one goroutine and on 16. It
 // reports the hedges sent per read: on a healthy endpoint they stay within
-// the budget (HedgeBudget), and the throughput should not change.
+// the budget (hedgeShare), and the throughput should not change.
 func BenchmarkHedgedReads(b *testing.B) {
 	east, west := failovertest.StartServer(b), failovertest.StartServer(b)
 	ctx := context.Background()

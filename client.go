@@ -52,7 +52,7 @@ type Client struct {
 
 	sup    *supervisor
 	events *eventQueue
-	recent recentEvents // the last events, for StatusHandler
+	recent recentEvents // the last events, for RecentEvents
 
 	hooksMu       sync.Mutex     // serializes AddHook
 	scanTags      sync.Map       // uint8 scan tag -> endpoint name, for error messages
@@ -205,15 +205,13 @@ func (c *Client) WaitReady(ctx context.Context) error {
 	}
 }
 
-// SwitchOption modifies SwitchTo.
-type SwitchOption func(*switchConfig)
-
-type switchConfig struct{ force bool }
+// SwitchOption modifies SwitchTo; Force is the one there is.
+type SwitchOption struct{ force bool }
 
 // Force makes SwitchTo switch even to an endpoint that is not usable, and
 // keeps traffic there until the next SwitchTo: meanwhile no command is
 // retried or steered elsewhere.
-func Force() SwitchOption { return func(c *switchConfig) { c.force = true } }
+func Force() SwitchOption { return SwitchOption{force: true} }
 
 // SwitchTo moves traffic to the named endpoint and pins it there: automatic
 // failback will not move it away while it stays usable; if it fails, normal
@@ -224,12 +222,12 @@ func Force() SwitchOption { return func(c *switchConfig) { c.force = true } }
 // pin and lets the normal rules choose again. It returns once the switch is
 // published.
 func (c *Client) SwitchTo(ctx context.Context, name string, opts ...SwitchOption) error {
-	var sc switchConfig
+	force := false
 	for _, o := range opts {
-		o(&sc)
+		force = force || o.force
 	}
 	var err error
-	cerr := c.call(ctx, func(s *supervisor, now time.Time) { err = s.pin(name, sc.force, now) })
+	cerr := c.call(ctx, func(s *supervisor, now time.Time) { err = s.pin(name, force, now) })
 	return errors.Join(cerr, err)
 }
 
@@ -326,24 +324,16 @@ func (c *Client) RemoveEndpoint(ctx context.Context, name string) error {
 	return errors.Join(cerr, err)
 }
 
-// OnEvent adds a subscriber; fn receives every later Event, in order, on the
-// client's event goroutine (never under a lock, never on the command path).
-// A slow fn delays later deliveries only (to every subscriber); a fn that
-// blocks never delays Close. While deliveries are behind, at most
-// MaxPendingEvents events wait: beyond that the oldest are dropped and one
-// EventsDropped, saying how many, is delivered in their place. The
-// returned function unsubscribes.
-func (c *Client) OnEvent(fn func(Event)) (unsubscribe func()) {
-	return c.events.subscribe(fn, true)
-}
-
 // Events returns a channel that receives every later Event, in order, and a
-// function that stops the subscription. A reader that falls behind delays
-// other subscribers' deliveries, never the client or Close; past
-// MaxPendingEvents waiting events the oldest are dropped (see OnEvent).
-// Close closes the channel, so a loop ranging over it
-// ends (at once, unless an OnEvent callback is still running; the stop
-// function leaves the channel open).
+// function that stops the subscription. The channel is closed by the stop
+// function or by Close, whichever comes first, so a loop ranging over it
+// ends with either. Deliveries run on the client's event goroutine, never
+// on the command path nor under a lock: a reader that falls behind (once
+// buffer is full) delays later deliveries to every subscriber, never the
+// client, its commands or Close. While deliveries are behind, at most
+// 10,000 events wait: beyond that the oldest are dropped and one
+// EventsDropped, saying how many, is delivered in their place. To see
+// events from the very first (the initial selection), set Options.OnEvent.
 func (c *Client) Events(buffer int) (<-chan Event, func()) {
 	ch := make(chan Event, buffer)
 	stop := make(chan struct{})
@@ -356,16 +346,17 @@ func (c *Client) Events(buffer int) (<-chan Event, func()) {
 		case <-quit:
 		}
 	}, false, func() { close(ch) })
-	return ch, func() { once.Do(func() { unsub(); close(stop) }) }
+	return ch, func() { once.Do(func() { close(stop); unsub() }) }
 }
 
 // Close stops the supervisor and the health checks, closes every client the
 // Client built (not those passed in Endpoint.Client) and waits until all its
 // goroutines have exited. It stops event delivery without waiting for
 // subscribers: events not yet delivered are dropped, an Events reader that
-// is behind is released, and an OnEvent callback running at that moment may
-// finish after Close returns (its goroutine then exits), but no delivery
-// starts after Close returns. It may be called from an OnEvent callback. It
+// is behind is released and its channel closed, and an Options.OnEvent
+// callback running at that moment may finish after Close returns (the
+// event goroutine then exits), but no delivery starts after Close returns.
+// It may be called from the OnEvent callback. It
 // is safe to call more than once. Commands issued after Close fail with
 // ErrClosed.
 func (c *Client) Close() error {

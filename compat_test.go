@@ -144,7 +144,7 @@ func TestWatchAsGoRedis(t *testing.T) {
 		_ = c2.Watch(ctx, func(*redis.Tx) error { t.Error("fn ran on a dead endpoint"); return nil }, "w")
 	}
 	ev := failovertest.NextEvent(t, evs, geofailover.EventBreakerOpened, nil)
-	if ev.Cause != "consecutive failures" && ev.Cause != "stalled" {
+	if ev.Cause != geofailover.CauseConsecutiveFailures && ev.Cause != geofailover.CauseStalled {
 		t.Fatalf("breaker opened for %q, want the WATCH failures", ev.Cause)
 	}
 }

@@ -67,6 +67,9 @@ func readEvents(ctx context.Context, c *geofailover.Client, handle func(redis.XM
 var _ = quickStart
 var _ = readEvents
 
+// defaultsPage is the page with the table of options and defaults.
+const defaultsPage = "README.md"
+
 var markerRE = regexp.MustCompile(`(?s)// BEGIN (\w+)\n(.*?)\n\s*// END (\w+)`)
 
 // TestREADMECodeBlocks: every Go block in the README is code a test
@@ -150,4 +153,85 @@ func TestREADMERulesNameTests(t *testing.T) {
 			}
 		}
 	}
+}
+
+// defaults are the Default* constants, by the option they are the default
+// of; TestDefaultsTable checks that the list is complete.
+var defaults = map[string]any{
+	"HealthCheckInterval":        geofailover.DefaultHealthCheckInterval,
+	"HealthCheckTimeout":         geofailover.DefaultHealthCheckTimeout,
+	"UnhealthyAfter":             geofailover.DefaultUnhealthyAfter,
+	"HealthyAfter":               geofailover.DefaultHealthyAfter,
+	"BreakerWindow":              geofailover.DefaultBreakerWindow,
+	"BreakerBucket":              geofailover.DefaultBreakerBucket,
+	"BreakerMinFailures":         geofailover.DefaultBreakerMinFailures,
+	"BreakerFailureRatio":        geofailover.DefaultBreakerFailureRatio,
+	"BreakerConsecutiveFailures": geofailover.DefaultBreakerConsecutiveFailures,
+	"SlowCallRatio":              geofailover.DefaultSlowCallRatio,
+	"SlowCallMinCalls":           geofailover.DefaultSlowCallMinCalls,
+	"StallTimeout":               geofailover.DefaultStallTimeout,
+	"GracePeriod":                geofailover.DefaultGracePeriod,
+	"GracePeriodMax":             geofailover.DefaultGracePeriodMax,
+	"FailbackDelay":              geofailover.DefaultFailbackDelay,
+	"LatencySwitchAfter":         geofailover.DefaultLatencySwitchAfter,
+}
+
+// TestDefaultsTable holds the documented table of options and defaults to
+// the Default* constants: every constant has its row, and the row gives its
+// value, so that a default cannot change in one place only.
+func TestDefaultsTable(t *testing.T) {
+	src, err := os.ReadFile("options.go")
+	must(t, err)
+	for _, m := range regexp.MustCompile(`(?m)^\s+Default(\w+)\s+=`).FindAllStringSubmatch(string(src), -1) {
+		if _, ok := defaults[m[1]]; !ok {
+			t.Errorf("Default%s is not in this test's list", m[1])
+		}
+	}
+	page, err := os.ReadFile(defaultsPage)
+	must(t, err)
+	_, table, ok := strings.Cut(string(page), "| option | default | meaning |")
+	if !ok {
+		t.Fatalf("%s: no table of options and defaults", defaultsPage)
+	}
+	table, _, _ = strings.Cut(table, "\n\n")
+	documented := map[string]string{}
+	for _, line := range strings.Split(table, "\n") {
+		cells := strings.Split(line, "|")
+		if len(cells) < 4 || !strings.Contains(cells[1], "`") {
+			continue
+		}
+		names := strings.Split(cells[1], "/")
+		values := strings.Split(cells[2], "/")
+		if len(names) != len(values) {
+			t.Errorf("%s: row %q has %d options and %d defaults", defaultsPage, line, len(names), len(values))
+			continue
+		}
+		for i, n := range names {
+			documented[strings.Trim(strings.TrimSpace(n), "`")] = strings.TrimSpace(values[i])
+		}
+	}
+	for name, v := range defaults {
+		want := fmt.Sprint(v)
+		if d, ok := v.(time.Duration); ok {
+			want = docDuration(d)
+		}
+		got, ok := documented[name]
+		switch {
+		case !ok:
+			t.Errorf("%s: no row for %s (default %s)", defaultsPage, name, want)
+		case got != want:
+			t.Errorf("%s: %s's default is given as %q; Default%s is %s", defaultsPage, name, got, name, want)
+		}
+	}
+}
+
+// docDuration writes a duration as the docs do: "500 ms", "1 s", "5 min".
+func docDuration(d time.Duration) string {
+	switch {
+	case d%time.Minute == 0:
+		return fmt.Sprintf("%d min", d/time.Minute)
+	case d%time.Second == 0:
+		return fmt.Sprintf("%d s", d/time.Second)
+	}
+	return fmt.Sprintf("%d ms", d/time.Millisecond)
 }

@@ -30,6 +30,14 @@ func (s *BreakerState) UnmarshalText(b []byte) error {
 	return unmarshalEnum(b, s, "breaker state", BreakerClosed, BreakerOpen)
 }
 
+// MarshalText encodes the cause as its name ("stalled").
+func (c TripCause) MarshalText() ([]byte, error) { return []byte(c.String()), nil }
+
+// UnmarshalText decodes a name MarshalText gives.
+func (c *TripCause) UnmarshalText(b []byte) error {
+	return unmarshalEnum(b, c, "trip cause", CauseNone, CauseConsecutiveFailures, CauseFailureRatio, CauseSlowCalls, CauseStalled)
+}
+
 // MarshalText encodes the kind as its name ("switch").
 func (k EventKind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
 
@@ -131,7 +139,7 @@ func (ev Event) attrs() []slog.Attr {
 	add("detection", ev.DetectionTime.String(), ev.DetectionTime > 0)
 	add("health", ev.Health, ev.Kind == EventHealthChanged)
 	add("prev_health", ev.PrevHealth, ev.Kind == EventHealthChanged)
-	add("cause", ev.Cause, ev.Cause != "")
+	add("cause", ev.Cause, ev.Cause != CauseNone)
 	add("err", errText(ev.Err), ev.Err != nil)
 	add("gap_start", ev.GapStart, !ev.GapStart.IsZero())
 	add("subscriptions", ev.Subscriptions, ev.Subscriptions > 0)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -49,7 +50,15 @@ func TestEnumsAsNames(t *testing.T) {
 	for r := geofailover.ReasonNone; r <= geofailover.ReasonLatency; r++ {
 		all = append(all, r)
 	}
+	for c := geofailover.CauseNone; c <= geofailover.CauseStalled; c++ {
+		all = append(all, c)
+	}
+	names := map[string]bool{}
 	for _, v := range all {
+		if names[fmt.Sprintf("%T %v", v, v)] {
+			t.Errorf("%T: two values named %q", v, v)
+		}
+		names[fmt.Sprintf("%T %v", v, v)] = true
 		b, err := json.Marshal(v)
 		if err != nil || string(b) != `"`+v.String()+`"` {
 			t.Errorf("%T %v encodes as %s (%v)", v, v, b, err)
@@ -61,6 +70,10 @@ func TestEnumsAsNames(t *testing.T) {
 	var h geofailover.Health
 	if err := json.Unmarshal([]byte(`"unhealthy"`), &h); err != nil || h != geofailover.Unhealthy {
 		t.Errorf("decoding \"unhealthy\": %v, %v", h, err)
+	}
+	var c geofailover.TripCause
+	if err := json.Unmarshal([]byte(`"stalled"`), &c); err != nil || c != geofailover.CauseStalled {
+		t.Errorf("decoding \"stalled\": %v, %v", c, err)
 	}
 	var r geofailover.SwitchReason
 	if err := json.Unmarshal([]byte(`"brekaer"`), &r); err == nil {

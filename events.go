@@ -3,6 +3,8 @@ package geofailover
 import (
 	"sync"
 	"time"
+
+	"github.com/geofailover/geofailover/internal/breaker"
 )
 
 // EventKind says what an Event reports.
@@ -32,7 +34,7 @@ const (
 	// were not delivered.
 	EventPubSubRestored
 	// EventsDropped: a subscriber fell so far behind that more than
-	// MaxPendingEvents events waited for delivery; the oldest of them,
+	// maxPendingEvents events waited for delivery; the oldest of them,
 	// Dropped in all, were discarded. It is delivered in their place,
 	// before the events that were kept.
 	EventsDropped
@@ -41,11 +43,11 @@ const (
 	EventHeldBack
 )
 
-// MaxPendingEvents is the most events that wait for delivery to
+// maxPendingEvents is the most events that wait for delivery to
 // subscribers (OnEvent, Events). Beyond it the oldest waiting events are
 // dropped and replaced by one EventsDropped, so a subscriber that never
 // reads costs bounded memory.
-const MaxPendingEvents = 10000
+const maxPendingEvents = 10000
 
 // String returns the kind's name ("switch", "breaker-opened", ...).
 func (k EventKind) String() string {
@@ -109,6 +111,49 @@ func (r SwitchReason) String() string {
 	return "none"
 }
 
+// TripCause says why an endpoint's breaker opened.
+type TripCause int
+
+// The causes of a breaker opening (see Options for each threshold).
+const (
+	CauseNone                TripCause = iota // no trip: events other than EventBreakerOpened
+	CauseConsecutiveFailures                  // BreakerConsecutiveFailures failed commands in a row
+	CauseFailureRatio                         // BreakerMinFailures failures, at least BreakerFailureRatio of the calls, in the window
+	CauseSlowCalls                            // SlowCallMinCalls calls, at least SlowCallRatio of them slow, in the window
+	CauseStalled                              // commands outstanding and none completed for StallTimeout
+)
+
+// String returns the cause's name: "consecutive failures", "failure
+// ratio", "slow calls", "stalled", or "none".
+func (c TripCause) String() string {
+	switch c {
+	case CauseConsecutiveFailures:
+		return "consecutive failures"
+	case CauseFailureRatio:
+		return "failure ratio"
+	case CauseSlowCalls:
+		return "slow calls"
+	case CauseStalled:
+		return "stalled"
+	}
+	return "none"
+}
+
+// tripCause is the public name of the breaker rule's verdict.
+func tripCause(c breaker.Cause) TripCause {
+	switch c {
+	case breaker.CauseConsecutive:
+		return CauseConsecutiveFailures
+	case breaker.CauseFailures:
+		return CauseFailureRatio
+	case breaker.CauseSlow:
+		return CauseSlowCalls
+	case breaker.CauseStall:
+		return CauseStalled
+	}
+	return CauseNone
+}
+
 // Event reports a change in the client's state. Fields that do not apply to
 // a Kind are zero.
 type Event struct {
@@ -125,9 +170,8 @@ type Event struct {
 	DetectionTime time.Duration
 	// Health and PrevHealth are the new and old health of Endpoint.
 	Health, PrevHealth Health
-	// Cause says why a breaker opened ("consecutive failures", "failure
-	// ratio", "slow calls", "stalled").
-	Cause string
+	// Cause says why a breaker opened (EventBreakerOpened only).
+	Cause TripCause
 	// Err is the last error seen on Endpoint (or on From, for a switch).
 	Err error
 	// GapStart is, for EventPubSubRestored, when the gap began (At is when
@@ -143,7 +187,7 @@ type Event struct {
 // eventQueue delivers events to subscribers in order, on one goroutine of
 // its own, so that neither the command path nor the supervisor ever waits
 // for a subscriber. A slow subscriber delays later deliveries; at most
-// MaxPendingEvents wait (the oldest beyond are dropped, and counted in an
+// maxPendingEvents wait (the oldest beyond are dropped, and counted in an
 // EventsDropped delivered in their place). close never waits for a subscriber: it releases channel
 // subscribers at once and leaves a callback that is running to finish on
 // its own.
@@ -153,19 +197,31 @@ type eventQueue struct {
 	dropped    int // events dropped from the head of pending, not yet reported
 	subs       []*subscriber
 	closed     bool
-	inCallback bool // the delivery goroutine is inside a user's callback
+	inCallback bool        // the delivery goroutine is inside a user's callback
+	delivering *subscriber // the subscriber the delivery goroutine is handing an event to
 
 	signal chan struct{} // capacity 1: "pending is not empty"
 	quit   chan struct{} // closed by close: releases channel subscribers
 	done   chan struct{} // closed when the delivery goroutine has exited
 }
 
-// subscriber is one OnEvent callback (user) or one Events channel (ours:
-// its function returns when quit is closed).
+// subscriber is the Options.OnEvent callback (user) or one Events channel
+// (ours: its function returns when quit is closed or the channel is
+// stopped).
 type subscriber struct {
-	fn      func(Event)
-	user    bool
-	onClose func() // run by the delivery goroutine when it exits (Events: closes the channel)
+	fn   func(Event)
+	user bool
+	// onClose (Events: closes the channel) runs once, when the queue
+	// closes or the subscription is cancelled, and never while fn runs.
+	onClose   func()
+	closeOnce sync.Once
+	cancelled bool // protected by the queue's mu
+}
+
+func (s *subscriber) closed() {
+	if s.onClose != nil {
+		s.closeOnce.Do(s.onClose)
+	}
 }
 
 func newEventQueue() *eventQueue {
@@ -185,7 +241,7 @@ func (q *eventQueue) publish(evs ...Event) {
 		return
 	}
 	q.pending = append(q.pending, evs...)
-	if over := len(q.pending) - MaxPendingEvents; over > 0 {
+	if over := len(q.pending) - maxPendingEvents; over > 0 {
 		q.pending = q.pending[over:] // the array is reallocated, to the live part, as it grows
 		q.dropped += over
 	}
@@ -202,24 +258,22 @@ func (q *eventQueue) subscribe(fn func(Event), user bool) (cancel func()) {
 	return q.subscribeClosing(fn, user, nil)
 }
 
-// subscribeClosing is subscribe with onClose, which the delivery goroutine
-// runs when it exits (at once if the queue is already closed) unless the
-// subscription was cancelled first.
+// subscribeClosing is subscribe with onClose, which runs once: when the
+// queue closes (at once if it is closed already), or when the subscription
+// is cancelled, but never while fn is running (then right after it
+// returns, on the delivery goroutine).
 func (q *eventQueue) subscribeClosing(fn func(Event), user bool, onClose func()) (cancel func()) {
 	s := &subscriber{fn: fn, user: user, onClose: onClose}
 	q.mu.Lock()
 	if q.closed {
 		q.mu.Unlock()
-		if onClose != nil {
-			onClose()
-		}
+		s.closed()
 		return func() {}
 	}
 	q.subs = append(append([]*subscriber(nil), q.subs...), s)
 	q.mu.Unlock()
 	return func() {
 		q.mu.Lock()
-		defer q.mu.Unlock()
 		subs := make([]*subscriber, 0, len(q.subs))
 		for _, o := range q.subs {
 			if o != s {
@@ -227,6 +281,12 @@ func (q *eventQueue) subscribeClosing(fn func(Event), user bool, onClose func())
 			}
 		}
 		q.subs = subs
+		s.cancelled = true
+		busy := q.delivering == s
+		q.mu.Unlock()
+		if !busy {
+			s.closed()
+		}
 	}
 }
 
@@ -238,9 +298,7 @@ func (q *eventQueue) run() {
 		q.subs = nil
 		q.mu.Unlock()
 		for _, s := range subs {
-			if s.onClose != nil {
-				s.onClose()
-			}
+			s.closed()
 		}
 	}()
 	for {
@@ -288,13 +346,19 @@ func (q *eventQueue) deliver(s *subscriber, ev Event) bool {
 		q.mu.Unlock()
 		return false
 	}
-	q.inCallback = s.user
+	if s.cancelled {
+		q.mu.Unlock()
+		return true
+	}
+	q.inCallback, q.delivering = s.user, s
 	q.mu.Unlock()
 	s.fn(ev)
-	if s.user {
-		q.mu.Lock()
-		q.inCallback = false
-		q.mu.Unlock()
+	q.mu.Lock()
+	q.inCallback, q.delivering = false, nil
+	cancelled := s.cancelled
+	q.mu.Unlock()
+	if cancelled {
+		s.closed() // cancelled while fn ran
 	}
 	return true
 }

@@ -3,10 +3,12 @@ package geofailover
 import (
 	"testing"
 	"time"
+
+	"github.com/geofailover/geofailover/internal/breaker"
 )
 
 // TestEventQueueIsBounded: a subscriber that stops reading costs at most
-// MaxPendingEvents waiting events; the oldest beyond are dropped, and the
+// maxPendingEvents waiting events; the oldest beyond are dropped, and the
 // subscriber learns how many from one EventsDropped delivered in their
 // place, before the events that were kept, in order.
 func TestEventQueueIsBounded(t *testing.T) {
@@ -16,7 +18,7 @@ func TestEventQueueIsBounded(t *testing.T) {
 	var got []Event
 	seen := 0 // events delivered or reported dropped
 	done := make(chan struct{})
-	const total = 3 * MaxPendingEvents
+	const total = 3 * maxPendingEvents
 	q.subscribe(func(ev Event) {
 		if len(got) == 0 {
 			<-release // stuck on the first event while the rest pile up
@@ -44,8 +46,8 @@ func TestEventQueueIsBounded(t *testing.T) {
 	q.mu.Lock()
 	waiting := len(q.pending)
 	q.mu.Unlock()
-	if waiting > MaxPendingEvents {
-		t.Errorf("%d events wait for a stuck subscriber, more than MaxPendingEvents (%d)", waiting, MaxPendingEvents)
+	if waiting > maxPendingEvents {
+		t.Errorf("%d events wait for a stuck subscriber, more than maxPendingEvents (%d)", waiting, maxPendingEvents)
 	}
 	close(release)
 	select {
@@ -53,15 +55,31 @@ func TestEventQueueIsBounded(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatalf("only %d deliveries after the subscriber resumed", len(got))
 	}
-	if len(got) != MaxPendingEvents+2 {
-		t.Errorf("%d deliveries, want the first event, one EventsDropped and %d kept", len(got), MaxPendingEvents)
+	if len(got) != maxPendingEvents+2 {
+		t.Errorf("%d deliveries, want the first event, one EventsDropped and %d kept", len(got), maxPendingEvents)
 	}
-	if got[1].Kind != EventsDropped || got[1].Dropped != total-1-MaxPendingEvents {
-		t.Errorf("second delivery %+v, want EventsDropped with Dropped %d", got[1], total-1-MaxPendingEvents)
+	if got[1].Kind != EventsDropped || got[1].Dropped != total-1-maxPendingEvents {
+		t.Errorf("second delivery %+v, want EventsDropped with Dropped %d", got[1], total-1-maxPendingEvents)
 	}
 	for i, ev := range got[2:] {
-		if want := total - MaxPendingEvents + i; ev.Kind != EventHealthChanged || ev.Subscriptions != want {
+		if want := total - maxPendingEvents + i; ev.Kind != EventHealthChanged || ev.Subscriptions != want {
 			t.Fatalf("kept event %d is %+v, want event %d (oldest dropped, order kept)", i, ev, want)
 		}
+	}
+}
+
+// TestTripCauseNames: every verdict of the breaker rule has its own public
+// cause (a new rule cannot be reported as "none").
+func TestTripCauseNames(t *testing.T) {
+	seen := map[TripCause]breaker.Cause{}
+	for c := breaker.CauseConsecutive; c <= breaker.CauseStall; c++ {
+		tc := tripCause(c)
+		if tc == CauseNone || seen[tc] != 0 {
+			t.Errorf("breaker cause %v is reported as %v", c, tc)
+		}
+		if tc.String() != c.String() {
+			t.Errorf("breaker cause %q is named %q", c, tc)
+		}
+		seen[tc] = c
 	}
 }

@@ -32,25 +32,25 @@ import (
 //     still counts against its endpoint, and its connection goes back to
 //     its pool. The winner's copy is copied into the caller's command.
 
-// HedgeBudget is the most hedges sent, over time, per read that could be
-// hedged: 5 %. HedgeBurst more may be sent at once (during a freeze of the
+// hedgeShare is the most hedges sent, over time, per read that could be
+// hedged: 5 %. hedgeBurst more may be sent at once (during a freeze of the
 // active endpoint, every read needs one); the allowance refills at
-// HedgeBudget per read.
+// hedgeShare per read.
 const (
-	HedgeBudget = 0.05
-	HedgeBurst  = 100
+	hedgeShare = 0.05
+	hedgeBurst = 100
 )
 
-// MinHedgeDelay is the least derived hedge delay (Options.HedgeDelay zero).
-const MinHedgeDelay = 5 * time.Millisecond
+// minHedgeDelay is the least derived hedge delay (Options.HedgeDelay zero).
+const minHedgeDelay = 5 * time.Millisecond
 
 // hedgeBudget is a token bucket in thousandths of a hedge.
 type hedgeBudget struct{ tokens atomic.Int64 }
 
 const (
 	hedgeCost    = 1000
-	hedgeRefill  = int64(HedgeBudget * hedgeCost)
-	hedgeBucket  = HedgeBurst * hedgeCost
+	hedgeRefill  = int64(hedgeShare * hedgeCost)
+	hedgeBucket  = hedgeBurst * hedgeCost
 	maxHedgeWait = time.Second
 )
 
@@ -93,10 +93,10 @@ func (r *rtt) observe(d time.Duration) {
 	r.srtt.Store(s - s/8 + x/8)
 }
 
-// hedgeDelay is SRTT + 4·RTTVAR, at least MinHedgeDelay and at most 1 s.
+// hedgeDelay is SRTT + 4·RTTVAR, at least minHedgeDelay and at most 1 s.
 func (r *rtt) hedgeDelay() time.Duration {
 	d := time.Duration(r.srtt.Load() + 4*r.rttvar.Load())
-	return min(max(d, MinHedgeDelay), maxHedgeWait)
+	return min(max(d, minHedgeDelay), maxHedgeWait)
 }
 
 // hedgeWork counts the hedged reads under way and the goroutines they run

@@ -85,8 +85,8 @@ func TestHedgedReadsThroughFreezes(t *testing.T) {
 
 // TestHedgesStayWithinBudget: on a healthy endpoint, reads slower than the
 // hedge delay are hedged, within the budget: a hedge delay far below the
-// round trip would hedge every read, and the budget allows HedgeBurst plus
-// HedgeBudget per read.
+// round trip would hedge every read, and the budget allows hedgeBurst plus
+// hedgeShare per read.
 func TestHedgesStayWithinBudget(t *testing.T) {
 	_, _, c := pair(t, func(o *geofailover.Options) {
 		o.HedgeReads = true
@@ -104,7 +104,7 @@ func TestHedgesStayWithinBudget(t *testing.T) {
 	for _, st := range c.Status() {
 		hedged += st.Calls.Hedged
 	}
-	limit := uint64(geofailover.HedgeBurst + geofailover.HedgeBudget*reads + 1)
+	limit := uint64(geofailover.HedgeBurst + geofailover.HedgeShare*reads + 1)
 	t.Logf("%d reads with a 1 ns hedge delay: %d hedges (budget %d)", reads, hedged, limit)
 	if hedged > limit {
 		t.Errorf("%d hedges for %d reads, want at most %d", hedged, reads, limit)
@@ -186,7 +186,7 @@ func TestHedgedReadResults(t *testing.T) {
 				}
 				served[tr.Endpoint]++
 			}
-			for range 25 { // 50 reads, within HedgeBurst: the frozen phase below still has hedges
+			for range 25 { // 50 reads, within hedgeBurst: the frozen phase below still has hedges
 				read()
 				if err := c.HGet(ctx, "s", "a").Err(); err == nil || errors.Is(err, redis.Nil) {
 					t.Fatalf("HGET on a string: %v, want WRONGTYPE", err)

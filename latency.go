@@ -7,15 +7,15 @@ import "time"
 // clearly faster one is chosen, and while traffic is on one, it moves to
 // another of the same weight that has been clearly faster for
 // Options.LatencySwitchAfter without a break. "Clearly" is the hysteresis
-// that keeps noise from causing a switch: faster by at least LatencyMargin
-// of the slower one's latency and by at least LatencyMarginMin.
+// that keeps noise from causing a switch: faster by at least latencyMargin
+// of the slower one's latency and by at least latencyMarginMin.
 
-// LatencyMargin and LatencyMarginMin: an endpoint is clearly faster than
+// latencyMargin and latencyMarginMin: an endpoint is clearly faster than
 // another when its smoothed check latency is lower by at least 25 % of the
 // other's and by at least 5 ms.
 const (
-	LatencyMargin    = 0.25
-	LatencyMarginMin = 5 * time.Millisecond
+	latencyMargin    = 0.25
+	latencyMarginMin = 5 * time.Millisecond
 )
 
 // observeCheckRTT folds a passed check's latency into the endpoint's
@@ -39,7 +39,7 @@ func clearlyFaster(a, b *endpoint) bool {
 		return false
 	}
 	gap := b.checkRTT - a.checkRTT
-	return gap >= LatencyMarginMin && float64(gap) >= LatencyMargin*float64(b.checkRTT)
+	return gap >= latencyMarginMin && float64(gap) >= latencyMargin*float64(b.checkRTT)
 }
 
 func (s *supervisor) latencyTies() bool { return !s.cfg.DisableLatencyTies }

@@ -131,7 +131,7 @@ type Options struct {
 
 	// LatencySwitchAfter: among endpoints of equal weight, traffic moves
 	// from the active one to one whose health checks have been clearly
-	// faster (see LatencyMargin) for this long, without a break. Default
+	// faster (by 25 % and at least 5 ms) for this long, without a break. Default
 	// 30 s. At a failover, the clearly fastest of the best-weighted
 	// candidates is chosen at once. DisableFailback also stops these moves.
 	LatencySwitchAfter time.Duration
@@ -159,8 +159,8 @@ type Options struct {
 	// first answer wins and the other attempt is abandoned (it ends by
 	// itself; its outcome still counts against its endpoint). Never for
 	// writes, blocking commands, transactions, pipelines, Watch or Pub/Sub.
-	// Hedges are at most HedgeBudget (5 %) of hedgeable reads over time,
-	// plus a burst of HedgeBurst (100). On an endpoint built from URL,
+	// Hedges are at most 5 % of hedgeable reads over time,
+	// plus a burst of 100. On an endpoint built from URL,
 	// Options or FailoverOptions the first attempt runs on the caller's
 	// goroutine and is cut when the hedge answers first (it then counts as a
 	// timeout against its endpoint); on Cluster and Client endpoints it runs
@@ -170,7 +170,7 @@ type Options struct {
 	// HedgeDelay is how long a hedgeable read waits for the active endpoint
 	// before it is hedged. Zero: derived per endpoint from its recent read
 	// round trips as TCP derives its retransmission timeout (SRTT +
-	// 4·RTTVAR, RFC 6298), at least MinHedgeDelay (5 ms) and at most 1 s.
+	// 4·RTTVAR, RFC 6298), at least 5 ms and at most 1 s.
 	HedgeDelay time.Duration
 
 	// IsEndpointFailure decides whether a command error counts against the
@@ -183,10 +183,12 @@ type Options struct {
 	// function says.
 	IsEndpointFailure func(err error) bool
 
-	// OnEvent, if set, receives every Event in order, on a goroutine of its
-	// own (never on the command path, never under a lock). A callback that
-	// blocks delays later deliveries, never the client or Close. More
-	// subscribers can be added with Client.OnEvent.
+	// OnEvent, if set, receives every Event in order, from the first (the
+	// initial selection), on the client's event goroutine (never on the
+	// command path, never under a lock). A callback that blocks delays
+	// later deliveries, never the client or Close; while deliveries are
+	// behind, at most 10,000 events wait (see Client.Events). Subscribers
+	// added later use Client.Events.
 	OnEvent func(Event)
 
 	// OnNewClient, if set, is called with every go-redis client the library
@@ -268,8 +270,8 @@ func Validate(opts *Options) error {
 	return err
 }
 
-// MaxEndpoints is the most endpoints a Client can have at once.
-const MaxEndpoints = 250
+// maxEndpoints is the most endpoints a Client can have at once.
+const maxEndpoints = 250
 
 // validate checks opts and returns a copy with the defaults filled in.
 // Errors name the offending field.
@@ -404,10 +406,10 @@ func validateWeight(name string, w float64) error {
 }
 
 // admit is the one rule for joining a client's set of endpoints (at New and
-// at AddEndpoint): at most MaxEndpoints, and a name not already taken.
+// at AddEndpoint): at most maxEndpoints, and a name not already taken.
 func admit(names []string, name string) error {
-	if len(names) >= MaxEndpoints {
-		return fmt.Errorf("endpoint %q would be one more than MaxEndpoints (%d)", name, MaxEndpoints)
+	if len(names) >= maxEndpoints {
+		return fmt.Errorf("endpoint %q would be one more than the %d a client can have", name, maxEndpoints)
 	}
 	if slices.Contains(names, name) {
 		return fmt.Errorf("duplicate Name %q", name)

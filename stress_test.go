@@ -30,8 +30,10 @@ func TestStressManagementAndTraffic(t *testing.T) {
 	for i, s := range servers[:2] {
 		eps = append(eps, geofailover.Endpoint{Name: names[i], Weight: float64(3 - i), URL: "redis://" + s.Addr})
 	}
+	var events atomic.Int64
 	c, err := geofailover.New(&geofailover.Options{Endpoints: eps,
-		HealthCheckInterval: 50 * time.Millisecond, GracePeriod: 100 * time.Millisecond, FailbackDelay: 50 * time.Millisecond})
+		HealthCheckInterval: 50 * time.Millisecond, GracePeriod: 100 * time.Millisecond, FailbackDelay: 50 * time.Millisecond,
+		OnEvent: func(geofailover.Event) { events.Add(1) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,8 +49,6 @@ func TestStressManagementAndTraffic(t *testing.T) {
 			<-evs
 		}
 	}()
-	var events atomic.Int64
-	c.OnEvent(func(geofailover.Event) { events.Add(1) })
 
 	stop := make(chan struct{})
 	var wg sync.WaitGroup

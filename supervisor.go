@@ -218,7 +218,7 @@ func (s *supervisor) openBreaker(e *endpoint, cause breaker.Cause, now time.Time
 	e.window.Reset()
 	e.live.consecutive.Store(0)
 	s.startGrace(e, now)
-	s.emit(Event{Kind: EventBreakerOpened, At: now, Endpoint: e.name, Cause: cause.String(), Err: e.lastErr})
+	s.emit(Event{Kind: EventBreakerOpened, At: now, Endpoint: e.name, Cause: tripCause(cause), Err: e.lastErr})
 }
 
 // startGrace bars e from being chosen for its grace period. The period

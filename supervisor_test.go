@@ -162,7 +162,7 @@ func TestBreakerFailoverGraceAndFailback(t *testing.T) {
 		if h.active() != "west" {
 			t.Fatalf("5 failures in a row: active %q, want west", h.active())
 		}
-		if ev := h.events(EventBreakerOpened); len(ev) != 1 || ev[0].Cause != "consecutive failures" {
+		if ev := h.events(EventBreakerOpened); len(ev) != 1 || ev[0].Cause != CauseConsecutiveFailures {
 			t.Fatalf("breaker events %+v", ev)
 		}
 		e := h.ep("east")

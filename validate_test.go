@@ -38,7 +38,7 @@ func TestNewRejectsBadOptions(t *testing.T) {
 				e.Name = fmt.Sprint("e", i)
 				o.Endpoints = append(o.Endpoints, e)
 			}
-		}), fmt.Sprintf(`Endpoints[%d]: endpoint "e%d" would be one more than MaxEndpoints`, geofailover.MaxEndpoints, geofailover.MaxEndpoints-1)},
+		}), fmt.Sprintf(`Endpoints[%d]: endpoint "e%d" would be one more than the %d a client can have`, geofailover.MaxEndpoints, geofailover.MaxEndpoints-1, geofailover.MaxEndpoints)},
 		{"duplicate name", with(func(o *geofailover.Options) { o.Endpoints = append(o.Endpoints, ok) }), `Endpoints[1]: duplicate Name "a"`},
 		{"zero weight", ep(func(e *geofailover.Endpoint) { e.Weight = 0 }), "Weight must be a finite number > 0"},
 		{"negative weight", ep(func(e *geofailover.Endpoint) { e.Weight = -1 }), "Weight"},

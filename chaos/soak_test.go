@@ -44,25 +44,25 @@ func TestSoak(t *testing.T) {
 	if *soak {
 		d = *soakFor
 	}
-	rs, c := lab(t, []float64{1, 0.5, 0.25}, false, nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-
 	// Unstable moments: fault actions, switches and Pub/Sub gaps.
 	var unstable intervals
 	var switches atomic.Int64
-	c.OnEvent(func(ev geofailover.Event) {
-		switch ev.Kind {
-		case geofailover.EventSwitch, geofailover.EventAllDown, geofailover.EventRecovered:
-			switches.Add(1)
-			unstable.add(ev.At, ev.At)
-		case geofailover.EventPubSubInterrupted:
-			unstable.open(ev.At)
-		case geofailover.EventPubSubRestored:
-			unstable.add(ev.GapStart, ev.At)
-			unstable.close()
+	rs, c := lab(t, []float64{1, 0.5, 0.25}, false, func(o *geofailover.Options) {
+		o.OnEvent = func(ev geofailover.Event) {
+			switch ev.Kind {
+			case geofailover.EventSwitch, geofailover.EventAllDown, geofailover.EventRecovered:
+				switches.Add(1)
+				unstable.add(ev.At, ev.At)
+			case geofailover.EventPubSubInterrupted:
+				unstable.open(ev.At)
+			case geofailover.EventPubSubRestored:
+				unstable.add(ev.GapStart, ev.At)
+				unstable.close()
+			}
 		}
 	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 
 	// The workload: SET+GET, 100 ms timeout, counting only.
 	const timeout = 100 * time.Millisecond

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -116,26 +115,25 @@ type silent struct{}
 
 func (silent) Printf(context.Context, string, ...any) {}
 
-// LogEventsOnFailure records c's events and, if t fails, logs them (at
-// t's cleanup: register it after c's Close cleanup, so that it runs before
-// c is closed).
+// LogEventsOnFailure records c's events from now on and, if t fails, logs
+// them at t's cleanup (register it after c's Close cleanup, so that it
+// runs before c is closed and sees the last events).
 func LogEventsOnFailure(t testing.TB, c *geofailover.Client) {
-	var mu sync.Mutex
-	events := []string{}
-	c.OnEvent(func(e geofailover.Event) {
-		mu.Lock()
-		defer mu.Unlock()
-		if events != nil {
+	evs, stop := c.Events(256)
+	var events []string
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for e := range evs { // closed by stop, or by c's Close
 			j, _ := json.Marshal(e)
 			events = append(events, string(j))
 		}
-	})
+	}()
 	t.Cleanup(func() {
-		mu.Lock()
-		defer mu.Unlock()
+		stop()
+		<-done
 		if t.Failed() {
 			t.Logf("the client's events:\n  %s", strings.Join(events, "\n  "))
 		}
-		events = nil
 	})
 }

@@ -122,11 +122,17 @@ func (w Workload) Start(c redis.UniversalClient) *Run {
 	r := &Run{c: c, w: w, stop: make(chan struct{}), started: time.Now(), unsub: func() {}}
 	if gc, ok := c.(*geofailover.Client); ok {
 		r.gc = gc
-		r.unsub = gc.OnEvent(func(ev geofailover.Event) {
-			r.mu.Lock()
-			r.events = append(r.events, ev)
-			r.mu.Unlock()
-		})
+		events, stop := gc.Events(256)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for ev := range events { // closed by stop, or by the client's Close
+				r.mu.Lock()
+				r.events = append(r.events, ev)
+				r.mu.Unlock()
+			}
+		}()
+		r.unsub = func() { stop(); <-done }
 	}
 	for i := range w.Workers {
 		r.wg.Add(1)

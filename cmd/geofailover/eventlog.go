@@ -62,7 +62,9 @@ func logEvent(log *slog.Logger, ev geofailover.Event) {
 		str("health", ev.Health.String())
 		str("previous_health", ev.PrevHealth.String())
 	}
-	str("cause", ev.Cause)
+	if ev.Cause != geofailover.CauseNone {
+		str("cause", ev.Cause.String())
+	}
 	if ev.Err != nil {
 		str("err", ev.Err.Error())
 	}
@@ -84,4 +86,19 @@ func logLevel(def slog.Level) (slog.Level, error) {
 	}
 	var level slog.Level
 	return level, level.UnmarshalText([]byte(s))
+}
+
+// followEvents calls fn with each of c's events from now on, on a
+// goroutine of its own, until the returned function is called (it waits
+// for that goroutine) or c closes.
+func followEvents(c *geofailover.Client, fn func(geofailover.Event)) (stop func()) {
+	events, unsubscribe := c.Events(256)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ev := range events {
+			fn(ev)
+		}
+	}()
+	return func() { unsubscribe(); <-done }
 }

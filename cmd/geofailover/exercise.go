@@ -83,8 +83,7 @@ func waitFor(ctx context.Context, timeout time.Duration, cond func() bool) (bool
 // restored before returning.
 func (x *exercise) run(ctx context.Context) (res *result, err error) {
 	res = &result{}
-	unsub := x.c.OnEvent(x.mon.event)
-	defer unsub()
+	defer followEvents(x.c, x.mon.event)()
 	run := failovertest.Workload{Steps: x.steps, OnRecord: x.mon.record}.Start(x.c)
 	monCtx, stopMon := context.WithCancel(context.Background())
 	monDone := make(chan struct{})

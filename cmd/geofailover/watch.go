@@ -16,6 +16,7 @@ import (
 	"github.com/geofailover/geofailover"
 	"github.com/geofailover/geofailover/extra/geofailoverotel"
 	"github.com/geofailover/geofailover/failovertest"
+	"github.com/geofailover/geofailover/statuspage"
 )
 
 const watchHelp = `Usage: geofailover watch [flags] [URL ...]
@@ -59,7 +60,7 @@ func watchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 
 	mon := newMonitor(c, stdout, "watch")
-	c.OnEvent(mon.event)
+	defer followEvents(c, mon.event)()
 	stop, err := serveStatus(c, *listen, stdout)
 	if err != nil {
 		return exitError{2, err}
@@ -103,7 +104,7 @@ func serveStatus(c *geofailover.Client, addr string, out io.Writer, extra ...fun
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.Handle("/", geofailover.StatusHandler(c))
+	mux.Handle("/", statuspage.Handler(c))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	done := make(chan struct{})
 	go func() {

@@ -40,7 +40,7 @@ func WithMeterProvider(p metric.MeterProvider) Option { return func(c *config) {
 //   - geofailover.pubsub.gap.duration (histogram, s): how long a PubSub's
 //     subscriptions were not served, from interruption to restoration.
 //   - geofailover.events.dropped (counter, {event}): events a subscriber too
-//     far behind lost (see geofailover.MaxPendingEvents).
+//     far behind lost (the client keeps at most 10,000 undelivered events).
 //   - geofailover.endpoint.active (gauge, 1 or 0, no unit; endpoint): the
 //     endpoint taking traffic.
 //   - geofailover.endpoint.healthy (gauge, 1 or 0, no unit; endpoint): its
@@ -143,7 +143,7 @@ func InstrumentMetrics(c *geofailover.Client, opts ...Option) error {
 			case geofailover.EventRecovered:
 				recovered.Add(ctx, 1, metric.WithAttributes(attribute.String("to", ev.To)))
 			case geofailover.EventBreakerOpened:
-				opened.Add(ctx, 1, metric.WithAttributes(attribute.String("endpoint", ev.Endpoint), attribute.String("cause", ev.Cause)))
+				opened.Add(ctx, 1, metric.WithAttributes(attribute.String("endpoint", ev.Endpoint), attribute.String("cause", ev.Cause.String())))
 			case geofailover.EventPubSubRestored:
 				gap.Record(ctx, ev.At.Sub(ev.GapStart).Seconds(), metric.WithAttributes(attribute.String("to", ev.To)))
 			case geofailover.EventsDropped:

@@ -1,6 +1,7 @@
-package geofailover_test
+package statuspage_test
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -14,21 +15,50 @@ import (
 
 	"github.com/geofailover/geofailover"
 	"github.com/geofailover/geofailover/failovertest"
+	"github.com/geofailover/geofailover/statuspage"
 )
 
-// statusServer serves StatusHandler for a client over east and west, after
-// a failover from east (killed) to west.
+func TestMain(m *testing.M) { failovertest.VerifyTestMain(m) }
+
+// statusServer serves Handler for a client over east and west, after a
+// failover from east (killed) to west.
 func statusServer(t *testing.T) (*httptest.Server, *geofailover.Client) {
 	t.Helper()
-	east, _, c := pair(t, fast)
+	servers := failovertest.StartServers(t, 2)
+	east, west := servers[0], servers[1]
+	c, err := geofailover.New(&geofailover.Options{
+		Endpoints: []geofailover.Endpoint{
+			{Name: "east", Weight: 1, URL: "redis://" + east.Addr},
+			{Name: "west", Weight: 0.5, URL: "redis://" + west.Addr},
+		},
+		HealthCheckInterval: 100 * time.Millisecond,
+		HealthCheckTimeout:  100 * time.Millisecond,
+		GracePeriod:         300 * time.Millisecond,
+		FailbackDelay:       200 * time.Millisecond,
+	})
+	must(t, err)
+	t.Cleanup(func() { _ = c.Close() })
 	failovertest.WaitActive(t, c, "east")
-	must(t, c.Set(ctxFor(t, testTimeout), "k", "v", 0).Err())
+	must(t, c.Set(ctxFor(t, 30*time.Second), "k", "v", 0).Err())
 	must(t, east.Kill())
 	failovertest.WaitActive(t, c, "west")
 	failovertest.WaitHealth(t, c, "east", geofailover.Unhealthy)
-	srv := httptest.NewServer(geofailover.StatusHandler(c))
+	srv := httptest.NewServer(statuspage.Handler(c))
 	t.Cleanup(srv.Close)
 	return srv, c
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func ctxFor(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
 }
 
 func get(t *testing.T, srv *httptest.Server, accept string) (*http.Response, string) {
@@ -43,9 +73,9 @@ func get(t *testing.T, srv *httptest.Server, accept string) (*http.Response, str
 	return resp, string(body)
 }
 
-// TestStatusHandler: JSON for programs, a self-contained page for people,
+// TestHandler: JSON for programs, a self-contained page for people,
 // both showing the endpoints, the active one and the recent events.
-func TestStatusHandler(t *testing.T) {
+func TestHandler(t *testing.T) {
 	srv, _ := statusServer(t)
 	resp, body := get(t, srv, "application/json")
 	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {

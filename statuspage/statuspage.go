@@ -1,66 +1,47 @@
-package geofailover
+// Package statuspage serves a geofailover.Client's state over HTTP: JSON
+// for programs, a self-contained page for people. It is a package of its
+// own so that the core package does not bring net/http and html/template
+// into every program that uses it.
+package statuspage
 
 import (
 	"encoding/json"
 	"html/template"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/geofailover/geofailover"
 )
 
-// recentLimit is how many events StatusHandler shows.
-const recentLimit = 50
-
-// recentEvents keeps the last recentLimit events the client emitted.
-type recentEvents struct {
-	mu  sync.Mutex
-	evs []Event
-}
-
-func (r *recentEvents) add(evs []Event) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.evs = append(r.evs, evs...)
-	if over := len(r.evs) - recentLimit; over > 0 {
-		r.evs = append(r.evs[:0:0], r.evs[over:]...)
-	}
-}
-
-func (r *recentEvents) list() []Event {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]Event(nil), r.evs...)
-}
-
-// StatusDocument is what StatusHandler serves as JSON.
-type StatusDocument struct {
+// Document is what Handler serves as JSON.
+type Document struct {
 	// Active is the endpoint taking traffic ("" for none).
 	Active string
 	// Endpoints is Client.Status.
-	Endpoints []EndpointStatus
+	Endpoints []geofailover.EndpointStatus
 	// Events are the last events (up to 50), oldest first.
-	Events []Event
+	Events []geofailover.Event
 	// Closed is true once the client is closed.
 	Closed bool
 	At     time.Time
 }
 
-// StatusHandler returns an http.Handler that shows c's state. A request
-// that accepts application/json gets a StatusDocument; any other (a
+// Handler returns an http.Handler that shows c's state. A request that
+// accepts application/json gets a Document; any other (a
 // browser) gets a self-contained HTML page (no script, style or font from
 // the network) that shows the same at a glance and reloads itself every
 // second. It serves GET and HEAD only. It shows no credentials, but the
 // errors, as Status has them, name servers' addresses: mount it where only
 // operators reach it.
-func StatusHandler(c *Client) http.Handler {
+func Handler(c *geofailover.Client) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
 			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 			return
 		}
-		doc := StatusDocument{Active: c.Active(), Endpoints: c.Status(), Events: c.recent.list(), At: time.Now()}
+		doc := Document{Active: c.Active(), Endpoints: c.Status(), Events: c.RecentEvents(), At: time.Now()}
 		doc.Closed = doc.Endpoints == nil
 		w.Header().Set("Cache-Control", "no-store")
 		if strings.Contains(r.Header.Get("Accept"), "application/json") {
@@ -70,11 +51,11 @@ func StatusHandler(c *Client) http.Handler {
 		}
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
-		_ = statusPage.Execute(w, doc)
+		_ = page.Execute(w, doc)
 	})
 }
 
-var statusPage = template.Must(template.New("status").Funcs(template.FuncMap{
+var page = template.Must(template.New("status").Funcs(template.FuncMap{
 	"ms": func(d time.Duration) string {
 		if d <= 0 {
 			return ""
@@ -88,16 +69,16 @@ var statusPage = template.Must(template.New("status").Funcs(template.FuncMap{
 		}
 		return err.Error()
 	},
-	"reverse": func(evs []Event) []Event {
-		out := make([]Event, len(evs))
+	"reverse": func(evs []geofailover.Event) []geofailover.Event {
+		out := make([]geofailover.Event, len(evs))
 		for i, ev := range evs {
 			out[len(evs)-1-i] = ev
 		}
 		return out
 	},
-	"describe": func(ev Event) string {
+	"describe": func(ev geofailover.Event) string {
 		var b strings.Builder
-		for _, a := range ev.attrs()[1:] {
+		for _, a := range ev.LogValue().Group()[1:] { // after the kind
 			if b.Len() > 0 {
 				b.WriteString("  ")
 			}
