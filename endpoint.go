@@ -5,8 +5,44 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/geofailover/geofailover/internal/window"
 )
+
+// capabilities is what the client can do for an endpoint beyond routing
+// its commands, decided once, by the kind of endpoint, when it is added.
+// It is the one place for these rules; the README's table "What each kind
+// of endpoint can do" is this one:
+//
+//	endpoint given as             interruptibleBlocking  inlineHedging  conn
+//	URL or Options (standalone)   yes                    yes            yes
+//	FailoverOptions (Sentinel)    yes                    yes            yes
+//	ClusterOptions                yes                    no             no
+//	Client (a client of yours)    no                     no             if a *redis.Client
+type capabilities struct {
+	// interruptibleBlocking: its blocking commands run on a client of
+	// their own that a switch away from it closes (blocking.go). Only a
+	// client we built can be closed without closing yours.
+	interruptibleBlocking bool
+	// inlineHedging: a hedged read's first attempt runs on the caller's
+	// goroutine, and is cut when the hedge answers first (hedgeconn.go):
+	// it needs connections we dialled and can watch, and not a cluster
+	// client's (go-redis's cluster client dials again within the call when
+	// a connection is cut, so the read would not return). Else a hedged
+	// read runs its attempts on goroutines of their own (hedge_async.go).
+	inlineHedging bool
+	// conn: Conn can pin one of its connections (its client is a
+	// *redis.Client; a cluster client has no single connection to give).
+	conn bool
+}
+
+// capabilitiesOf is the table above, for a member client (owned: we built
+// it).
+func capabilitiesOf(member redis.UniversalClient, owned bool) capabilities {
+	_, single := member.(*redis.Client)
+	return capabilities{interruptibleBlocking: owned, inlineHedging: owned && single, conn: single}
+}
 
 // endpoint is one member database. The fields up to "supervisor state" are
 // set before the endpoint is published and never change; the live counters
@@ -17,12 +53,14 @@ type endpoint struct {
 	spec   Endpoint
 	member atomic.Pointer[memberRef] // the client that takes the traffic; see client()
 	owned  bool                      // we built client and must close it
-	// blocking, if set, runs e's blocking commands on connections that a
-	// switch away from e can interrupt (see blocking.go).
+	caps   capabilities              // what its kind lets the client do for it
+	// blocking, if set (caps.interruptibleBlocking), runs e's blocking
+	// commands on connections that a switch away from e can interrupt (see
+	// blocking.go).
 	blocking *blockingPool
-	// watch, with HedgeReads on an endpoint built from URL or Options,
-	// holds its traffic connections so that a read whose hedge answered
-	// first can be cut (hedgeconn.go).
+	// watch, with HedgeReads where caps.inlineHedging, holds its traffic
+	// connections so that a read whose hedge answered first can be cut
+	// (hedgeconn.go).
 	watch *connWatch
 	// scanTag marks the SCAN cursors this endpoint returns (see scan.go).
 	scanTag uint8

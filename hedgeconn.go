@@ -73,18 +73,10 @@ func (w *connWatch) DialHook(next redis.DialHook) redis.DialHook {
 	}
 }
 
-// attach watches the connections of a member we built, if it is a
-// standalone or Sentinel client (a *redis.Client). A cluster client's
-// nodes are not watched: go-redis's cluster client handles a cut
-// connection by dialling again within the same call (seen in a test that
-// froze the key's master: most reads still waited for their deadline), so
-// Cluster endpoints keep hedging with a goroutine per read (processHedged).
-func (w *connWatch) attach(member redis.UniversalClient) bool {
-	m, ok := member.(*redis.Client)
-	if ok {
-		m.AddHook(w)
-	}
-	return ok
+// attach watches the connections of member, a *redis.Client we built (see
+// capabilities.inlineHedging for why only those).
+func (w *connWatch) attach(member redis.UniversalClient) {
+	member.(*redis.Client).AddHook(w)
 }
 
 func (w *connWatch) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }

@@ -58,24 +58,23 @@ func (s *supervisor) add(spec Endpoint) (*endpoint, error) {
 		return nil, fmt.Errorf("geofailover: endpoint %q: %w", spec.Name, err)
 	}
 	e := &endpoint{
-		name: spec.Name, spec: spec, owned: owned,
+		name: spec.Name, spec: spec, owned: owned, caps: capabilitiesOf(member, owned),
 		scanTag:  s.freeScanTag(),
 		addr:     addrOf(spec),
 		probeNow: make(chan struct{}, 1),
 		weight:   spec.Weight,
 		window:   window.New(s.cfg.bucketCount, s.cfg.BreakerBucket),
 	}
-	if owned && s.cfg.HedgeReads {
-		if w := newConnWatch(); w.attach(member) {
-			e.watch = w
-		}
+	if e.caps.inlineHedging && s.cfg.HedgeReads {
+		e.watch = newConnWatch()
+		e.watch.attach(member)
 	}
 	if owned {
 		s.announce(spec.Name, member)
 	}
 	e.member.Store(&memberRef{member})
 	s.c.scanTags.Store(e.scanTag, e.name)
-	if owned {
+	if e.caps.interruptibleBlocking {
 		var onNew func(redis.UniversalClient)
 		if s.cfg.OnNewClient != nil {
 			onNew = func(c redis.UniversalClient) { s.announce(spec.Name, c) }

@@ -26,8 +26,10 @@ func (c *Client) Watch(ctx context.Context, fn func(*redis.Tx) error, keys ...st
 	}
 	ran := false
 	err = c.watchOn(ctx, r.active, fn, &ran, keys)
-	if err != nil && !ran && failureOf(err) == failUnsent {
-		if next := c.retryTarget(ctx, r, err); next != nil {
+	if err != nil && !ran {
+		// No command listed: only a WATCH that never reached the server
+		// is sent again.
+		if next := c.resendTo(ctx, r, err); next != nil {
 			err = c.watchOn(ctx, next, fn, &ran, keys)
 		}
 	}
@@ -67,11 +69,10 @@ func (c *Client) Conn(ctx context.Context) (*redis.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	rc, ok := r.active.client().(*redis.Client)
-	if !ok {
+	if !r.active.caps.conn {
 		return nil, fmt.Errorf("%w: Conn on endpoint %q, whose client is a %T", ErrNotSupported, r.active.name, r.active.client())
 	}
-	cn := rc.Conn()
+	cn := r.active.client().(*redis.Client).Conn()
 	for _, h := range c.hooks.Load().user {
 		cn.AddHook(h)
 	}

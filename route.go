@@ -73,6 +73,44 @@ func (c *Client) retryTarget(ctx context.Context, r *route, err error) *endpoint
 	return nil
 }
 
+// resendable is the one rule for whether a call that failed with err may
+// be sent again: it never reached the server (unsent), or it may have been
+// applied but each of its commands is safe to run twice (replayable; a call
+// with no commands listed, such as a Watch before fn ran, only if unsent).
+// It returns the failure, or failNone when the call must not be resent.
+func (c *Client) resendable(ctx context.Context, err error, cmds ...redis.Cmder) failure {
+	f := pipelineFailure(cmds, err)
+	if f != failAmbiguous {
+		return f
+	}
+	if len(cmds) == 0 {
+		return failNone
+	}
+	for _, cmd := range cmds {
+		if !c.replayable(ctx, cmd) {
+			return failNone
+		}
+	}
+	return f
+}
+
+// resendTo is the one rule for retrying on the next endpoint, shared by
+// single commands, pipelines, Watch and both designs of hedged reads: after
+// the attempt on r.active failed with err, it returns where the call goes
+// once more (retryTarget) if it may be resent (resendable), and counts the
+// retry against r.active; else nil.
+func (c *Client) resendTo(ctx context.Context, r *route, err error, cmds ...redis.Cmder) *endpoint {
+	f := c.resendable(ctx, err, cmds...)
+	if f == failNone {
+		return nil
+	}
+	next := c.retryTarget(ctx, r, err)
+	if next != nil {
+		r.active.live.countRetry(f)
+	}
+	return next
+}
+
 // process is the command path: route cmd to the active endpoint; if it
 // failed unsent, or may have been applied but is safe to replay, send it
 // once more to the next one (the README's replay rules).
@@ -91,11 +129,8 @@ func (c *Client) process(ctx context.Context, cmd redis.Cmder) error {
 		return c.processBlocking(ctx, r, cmd)
 	}
 	r = c.anticipate(r)
-	if c.cfg.HedgeReads && r.fallback != nil && r.fallback != r.active && hedgeable(cmd) {
-		if r.active.watch != nil {
-			return c.processHedgedInline(ctx, r, cmd)
-		}
-		return c.processHedged(ctx, r, cmd)
+	if c.hedged(r, cmd) {
+		return c.processHedgedRead(ctx, r, cmd)
 	}
 	_, err := c.processOne(ctx, r, cmd)
 	return err
@@ -119,18 +154,7 @@ func (c *Client) processOne(ctx context.Context, r *route, cmd redis.Cmder) (*en
 	if err == nil {
 		return r.active, nil
 	}
-	f := failureOf(err)
-	switch f {
-	case failUnsent:
-	case failAmbiguous:
-		if !c.replayable(ctx, cmd) {
-			return r.active, err
-		}
-	default:
-		return r.active, err
-	}
-	if next := c.retryTarget(ctx, r, err); next != nil {
-		r.active.live.countRetry(f)
+	if next := c.resendTo(ctx, r, err, cmd); next != nil {
 		return next, c.attempt(ctx, next, cmd, true)
 	}
 	return r.active, err
@@ -157,17 +181,12 @@ func (c *Client) processBlocking(ctx context.Context, r *route, cmd redis.Cmder)
 	if err == nil {
 		return nil
 	}
-	switch f := failureOf(err); {
-	case f == failNone, f == failAmbiguous && !c.replayable(ctx, cmd):
-	case !hasRetryBudget(ctx):
-	default:
-		next, aerr := c.awaitDecision(ctx, r.active)
-		if aerr != nil {
-			break
+	if f := c.resendable(ctx, err, cmd); f != failNone && hasRetryBudget(ctx) {
+		if next, aerr := c.awaitDecision(ctx, r.active); aerr == nil {
+			r.active.live.countRetry(f)
+			r = next
+			err = c.attempt(ctx, r.active, cmd, true)
 		}
-		r.active.live.countRetry(f)
-		r = next
-		err = c.attempt(ctx, r.active, cmd, true)
 	}
 	if errors.Is(err, errInterrupted) {
 		// Traffic left the endpoint before the command was sent, twice.
@@ -317,20 +336,7 @@ func (c *Client) processPipeline(ctx context.Context, cmds []redis.Cmder, tx boo
 	if err == nil {
 		return nil
 	}
-	f := pipelineFailure(cmds, err)
-	switch f {
-	case failUnsent:
-	case failAmbiguous:
-		for _, cmd := range cmds {
-			if !c.replayable(ctx, cmd) {
-				return err
-			}
-		}
-	default:
-		return err
-	}
-	if next := c.retryTarget(ctx, r, err); next != nil {
-		r.active.live.countRetry(f)
+	if next := c.resendTo(ctx, r, err, cmds...); next != nil {
 		return c.attemptPipeline(ctx, next, cmds, tx, true)
 	}
 	return err
