@@ -10,7 +10,7 @@ import (
 
 // capabilitiesPage is the page with the table of what each kind of
 // endpoint can do.
-const capabilitiesPage = "README.md"
+const capabilitiesPage = "docs/rules.md"
 
 // TestCapabilitiesTable holds the documented table of what each kind of
 // endpoint can do to capabilitiesOf, for endpoints built as New builds

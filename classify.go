@@ -14,7 +14,7 @@ import (
 )
 
 // DefaultIsEndpointFailure is the one rule for what counts against an
-// endpoint's breaker (README: "What counts as a failure"). Errors that say
+// endpoint's breaker (docs/rules.md: "What counts as a failure"). Errors that say
 // nothing about the endpoint's health do not count: redis.Nil, ordinary
 // server replies such as WRONGTYPE, syntax errors or NOSCRIPT, errors
 // go-redis raises on the client side without asking the server (a bad
@@ -175,7 +175,7 @@ const (
 	failAmbiguous
 )
 
-// failureOf classifies err for the replay rules (README: "What happens to
+// failureOf classifies err for the replay rules (docs/rules.md: "What happens to
 // each kind of command during a switch"). It is the one
 // place that decides whether a failed command may have been applied.
 func failureOf(err error) failure {

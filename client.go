@@ -18,7 +18,7 @@
 // EXEC to an endpoint other than the one it watched on, SCAN cursors never
 // move between endpoints, and a blocking command waiting at a switch is
 // interrupted (ErrEndpointChanged). Subscriptions follow the active
-// endpoint. The README's table "what happens to each kind of command during
+// endpoint. The table "what happens to each kind of command during
 // a switch" lists each case and the test that checks it.
 package geofailover
 

@@ -1,9 +1,11 @@
 package geofailover_test
 
-// The README's Go code, compiled: each block the README shows lies between
+// The docs, held to the code: each Go block a page shows lies between
 // BEGIN and END markers in a test file (here, in failovertest and config,
-// and in recipes_test.go), and TestREADMECodeBlocks checks that every Go
-// block of the README is one of them, whitespace aside.
+// and in recipes_test.go), and TestDocsCodeBlocks checks that every Go
+// block of every page is one of them, whitespace aside; the tests the pages
+// name exist, their links lead somewhere, and the tables of defaults and
+// rules match the code.
 
 import (
 	"context"
@@ -14,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -67,90 +70,189 @@ func readEvents(ctx context.Context, c *geofailover.Client, handle func(redis.XM
 var _ = quickStart
 var _ = readEvents
 
-// defaultsPage is the page with the table of options and defaults.
-const defaultsPage = "README.md"
+// The pages with the tables and rules the tests below hold to the code.
+const (
+	defaultsPage = "docs/client.md"
+	rulesPage    = "docs/rules.md"
+)
 
 var markerRE = regexp.MustCompile(`(?s)// BEGIN (\w+)\n(.*?)\n\s*// END (\w+)`)
 
-// TestREADMECodeBlocks: every Go block in the README is code a test
-// compiles (whitespace and the README's shorter one-line forms aside).
-func TestREADMECodeBlocks(t *testing.T) {
-	var compiled []string
+// docPages are the repository's Markdown pages: the README, docs/, the
+// pages beside packages, CONTRIBUTING, BENCHMARKS and CHANGELOG.
+func docPages(t *testing.T) []string {
+	t.Helper()
+	var pages []string
 	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !strings.HasSuffix(path, "_test.go") {
-			return err
-		}
-		src, err := os.ReadFile(path)
 		if err != nil {
 			return err
 		}
-		for _, m := range markerRE.FindAllStringSubmatch(string(src), -1) {
-			compiled = append(compiled, squashCode(m[2]))
+		if d.IsDir() && (d.Name() == "node_modules" || d.Name() == "testdata" || strings.HasPrefix(d.Name(), ".")) && path != "." {
+			return filepath.SkipDir
+		}
+		if !d.IsDir() && strings.HasSuffix(path, ".md") {
+			pages = append(pages, path)
 		}
 		return nil
 	})
 	must(t, err)
-	readme, err := os.ReadFile("README.md")
-	must(t, err)
-	blocks := regexp.MustCompile("(?s)```go\n(.*?)```").FindAllStringSubmatch(string(readme), -1)
-	if len(blocks) < 5 {
-		t.Fatalf("found %d Go blocks in the README", len(blocks))
+	if len(pages) < 10 {
+		t.Fatalf("found %d pages: %v", len(pages), pages)
 	}
-	for _, b := range blocks {
-		want := squashCode(b[1])
-		found := false
-		for _, c := range compiled {
-			found = found || strings.Contains(c, want)
+	return pages
+}
+
+// testSources is every test file of the repository (all its modules).
+func testSources(t *testing.T) string {
+	t.Helper()
+	var b strings.Builder
+	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
 		}
-		if !found {
-			first, _, _ := strings.Cut(strings.TrimSpace(b[1]), "\n")
-			t.Errorf("README block starting %q is not compiled by any test (put it between BEGIN/END markers)", first)
+		if d.IsDir() && d.Name() == "node_modules" {
+			return filepath.SkipDir
 		}
+		if !d.IsDir() && strings.HasSuffix(path, "_test.go") {
+			src, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			b.Write(src)
+			b.WriteString("\n")
+		}
+		return nil
+	})
+	must(t, err)
+	return b.String()
+}
+
+// TestDocsCodeBlocks: every Go block of every page is code a test compiles
+// (between BEGIN and END markers in a test file; whitespace and the pages'
+// shorter one-line forms aside).
+func TestDocsCodeBlocks(t *testing.T) {
+	var compiled []string
+	for _, m := range markerRE.FindAllStringSubmatch(testSources(t), -1) {
+		compiled = append(compiled, squashCode(m[2]))
+	}
+	blocks := 0
+	for _, page := range docPages(t) {
+		text, err := os.ReadFile(page)
+		must(t, err)
+		for _, b := range regexp.MustCompile("(?s)```go\n(.*?)```").FindAllStringSubmatch(string(text), -1) {
+			blocks++
+			want := squashCode(b[1])
+			found := false
+			for _, c := range compiled {
+				found = found || strings.Contains(c, want)
+			}
+			if !found {
+				first, _, _ := strings.Cut(strings.TrimSpace(b[1]), "\n")
+				t.Errorf("%s: the Go block starting %q is not compiled by any test (put it between BEGIN/END markers)", page, first)
+			}
+		}
+	}
+	if blocks < 5 {
+		t.Fatalf("found %d Go blocks in the pages", blocks)
 	}
 }
 
 // squashCode drops whitespace, comment markers of Go doc examples, and the
-// braces gofmt adds around the README's one-line "if err != nil { return
+// braces gofmt adds around the pages' one-line "if err != nil { return
 // err }" forms, so layout differences do not count.
 func squashCode(s string) string {
 	s = regexp.MustCompile(`(?m)^\s*//\t`).ReplaceAllString(s, "")
 	return strings.Join(strings.Fields(s), "")
 }
 
-// TestREADMERulesNameTests: every rule in "The rules, in plain words" names
-// a test that shows it, and every test it names exists.
-func TestREADMERulesNameTests(t *testing.T) {
-	readme, err := os.ReadFile("README.md")
-	must(t, err)
-	text := string(readme)
-	start := strings.Index(text, "## The rules, in plain words")
-	end := strings.Index(text[start+1:], "\n## ")
-	if start < 0 || end < 0 {
-		t.Fatal("section not found")
-	}
-	section := text[start : start+1+end]
-	var sources strings.Builder
-	_ = filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() && strings.HasSuffix(path, "_test.go") {
-			b, _ := os.ReadFile(path)
-			sources.Write(b)
+// TestDocsNameTests: every test, benchmark and example a page names exists.
+func TestDocsNameTests(t *testing.T) {
+	sources := testSources(t)
+	named := 0
+	for _, page := range docPages(t) {
+		text, err := os.ReadFile(page)
+		must(t, err)
+		for _, n := range regexp.MustCompile(`\b((?:Test|Benchmark|Example|Fuzz)[A-Z][A-Za-z0-9_]*)`).FindAllStringSubmatch(string(text), -1) {
+			named++
+			if !strings.Contains(sources, "func "+n[1]+"(") {
+				t.Errorf("%s names %s, which does not exist", page, n[1])
+			}
 		}
-		return nil
-	})
-	rules := strings.Split(section, "\n- ")[1:]
+	}
+	if named < 50 {
+		t.Fatalf("the pages name %d tests", named)
+	}
+}
+
+// TestDocsLinks: every relative link of every page leads to a file that
+// exists, and every anchor to a heading of the page it names.
+func TestDocsLinks(t *testing.T) {
+	linkRE := regexp.MustCompile(`\]\(([^)\s]+)\)`)
+	for _, page := range docPages(t) {
+		text, err := os.ReadFile(page)
+		must(t, err)
+		for _, m := range linkRE.FindAllStringSubmatch(string(text), -1) {
+			target := m[1]
+			if strings.Contains(target, "://") || strings.HasPrefix(target, "mailto:") {
+				continue
+			}
+			file, anchor, _ := strings.Cut(target, "#")
+			path := page
+			if file != "" {
+				path = filepath.Join(filepath.Dir(page), file)
+				if _, err := os.Stat(path); err != nil {
+					t.Errorf("%s links to %s, which does not exist", page, target)
+					continue
+				}
+			}
+			if anchor != "" && !slices.Contains(headingAnchors(t, path), anchor) {
+				t.Errorf("%s links to %s: %s has no heading #%s", page, target, path, anchor)
+			}
+		}
+	}
+}
+
+// headingAnchors are the anchors GitHub gives the headings of a page.
+func headingAnchors(t *testing.T, page string) []string {
+	text, err := os.ReadFile(page)
+	must(t, err)
+	var out []string
+	for _, h := range regexp.MustCompile(`(?m)^#+ (.*)$`).FindAllStringSubmatch(string(text), -1) {
+		a := strings.ToLower(h[1])
+		a = regexp.MustCompile("[^a-z0-9 _-]").ReplaceAllString(a, "")
+		out = append(out, strings.ReplaceAll(a, " ", "-"))
+	}
+	return out
+}
+
+// TestREADMEIsShort: the README stays a page a newcomer reads in minutes;
+// the rest belongs in the pages it links to.
+func TestREADMEIsShort(t *testing.T) {
+	text, err := os.ReadFile("README.md")
+	must(t, err)
+	if n := strings.Count(string(text), "\n"); n > 200 {
+		t.Errorf("README.md has %d lines; move detail to a page under docs/ and link it", n)
+	}
+}
+
+// TestREADMERulesNameTests: every rule in "The rules, in plain words" names
+// a test that shows it (TestDocsNameTests checks that it exists).
+func TestREADMERulesNameTests(t *testing.T) {
+	text, err := os.ReadFile(rulesPage)
+	must(t, err)
+	start := strings.Index(string(text), "## The rules, in plain words")
+	end := strings.Index(string(text)[start+1:], "\n## ")
+	if start < 0 || end < 0 {
+		t.Fatalf("%s: section not found", rulesPage)
+	}
+	rules := strings.Split(string(text)[start:start+1+end], "\n- ")[1:]
 	if len(rules) < 8 {
 		t.Fatalf("found %d rules in the section", len(rules))
 	}
 	for _, rule := range rules {
 		title, _, _ := strings.Cut(rule, ".")
-		names := regexp.MustCompile("`(Test[A-Za-z]+)`").FindAllStringSubmatch(rule, -1)
-		if len(names) == 0 {
-			t.Errorf("rule %q names no test", title)
-		}
-		for _, n := range names {
-			if !strings.Contains(sources.String(), "func "+n[1]+"(") {
-				t.Errorf("rule %q names %s, which does not exist", title, n[1])
-			}
+		if !regexp.MustCompile("`Test[A-Za-z]+").MatchString(rule) {
+			t.Errorf("%s: rule %q names no test", rulesPage, title)
 		}
 	}
 }

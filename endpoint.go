@@ -12,7 +12,7 @@ import (
 
 // capabilities is what the client can do for an endpoint beyond routing
 // its commands, decided once, by the kind of endpoint, when it is added.
-// It is the one place for these rules; the README's table "What each kind
+// It is the one place for these rules; the table in docs/rules.md "What each kind
 // of endpoint can do" is this one:
 //
 //	endpoint given as             interruptibleBlocking  inlineHedging  conn

@@ -107,7 +107,7 @@ func (e *EndpointChangedError) Is(target error) bool {
 // should not be given traffic now (for example, its replication lags, or a
 // management API does not confirm it is available). A check returns one,
 // made by HoldBack, instead of failing. For the choice of endpoint it is a
-// passed check with a proviso (README: "Held-back endpoints"):
+// passed check with a proviso (docs/rules.md: "Held-back endpoints"):
 //
 //   - traffic is not moved to a held-back endpoint, by failover or
 //     failback, while an endpoint that is not held back can take it;

@@ -138,7 +138,7 @@ func PingCheck(ctx context.Context, c redis.UniversalClient) error {
 // master of the cluster at once, each of which must also report
 // cluster_state:ok (CLUSTER INFO): a region whose cluster cannot serve all
 // its slots, or has not yet agreed that it can again after a restart, is
-// not healthy, so it fails over, and back, as a whole (README: "Redis
+// not healthy, so it fails over, and back, as a whole (docs/client.md: "Redis
 // Cluster endpoints").
 func eachNode(ctx context.Context, c redis.UniversalClient, check func(context.Context, redis.UniversalClient) error) error {
 	cc, ok := c.(*redis.ClusterClient)

@@ -14,7 +14,7 @@ import (
 	"github.com/geofailover/geofailover/internal/breaker"
 )
 
-// Defaults for every Options knob (README: "Options and defaults"). A zero Options field means the
+// Defaults for every Options knob (docs/client.md: "Options and defaults"). A zero Options field means the
 // matching default below.
 const (
 	DefaultHealthCheckInterval        = 1 * time.Second
@@ -176,7 +176,7 @@ type Options struct {
 	// IsEndpointFailure decides whether a command error counts against the
 	// endpoint that returned it. Default DefaultIsEndpointFailure. It does
 	// not change which failed commands are retried elsewhere: that depends
-	// on whether the command can have run (README: "What happens to each
+	// on whether the command can have run (docs/rules.md: "What happens to each
 	// kind of command during a switch"). An error
 	// that is the caller's context ending (cancelled, or its deadline spent
 	// before the command reached a connection) never counts, whatever this
@@ -219,7 +219,7 @@ type Options struct {
 // ASK, up to MaxRedirects), context deadlines are honoured on the socket
 // (ContextTimeoutEnabled), and a zero DialTimeout becomes
 // Options.HealthCheckTimeout. Maintenance notifications are off unless
-// MaintNotificationsConfig is set (see the README). A Client passed in is
+// MaintNotificationsConfig is set (see docs/client.md). A Client passed in is
 // used as it is and is never closed by us; configure it the same way for
 // fast failover.
 type Endpoint struct {

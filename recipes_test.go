@@ -215,19 +215,19 @@ func waitFor(t *testing.T, cond func() bool) {
 	}
 }
 
-// TestRecipesInREADME: the README shows consume as it is here (whitespace
+// TestRecipesPage: docs/recipes.md shows consume as it is here (whitespace
 // aside), so the recipe users copy is the one tested.
-func TestRecipesInREADME(t *testing.T) {
+func TestRecipesPage(t *testing.T) {
 	src, err := os.ReadFile("recipes_test.go")
 	must(t, err)
 	m := regexp.MustCompile(`(?s)// BEGIN consume\n(.*)\n// END consume`).FindSubmatch(src)
 	if m == nil {
 		t.Fatal("recipe markers not found")
 	}
-	readme, err := os.ReadFile("README.md")
+	page, err := os.ReadFile("docs/recipes.md")
 	must(t, err)
 	squash := func(s string) string { return strings.Join(strings.Fields(s), "") }
-	if !strings.Contains(squash(string(readme)), squash(string(m[1]))) {
-		t.Fatal("README.md does not show consume as recipes_test.go has it")
+	if !strings.Contains(squash(string(page)), squash(string(m[1]))) {
+		t.Fatal("docs/recipes.md does not show consume as recipes_test.go has it")
 	}
 }

@@ -113,7 +113,7 @@ func (c *Client) resendTo(ctx context.Context, r *route, err error, cmds ...redi
 
 // process is the command path: route cmd to the active endpoint; if it
 // failed unsent, or may have been applied but is safe to replay, send it
-// once more to the next one (the README's replay rules).
+// once more to the next one (docs/rules.md's replay rules).
 func (c *Client) process(ctx context.Context, cmd redis.Cmder) error {
 	r := c.route.Load()
 	if r.active == nil {

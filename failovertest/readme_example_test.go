@@ -58,7 +58,7 @@ func TestDocs(t *testing.T) {
 		t.Fatal("example markers not found")
 	}
 	want := squash(string(m[1]))
-	readme, err := os.ReadFile("../README.md")
+	readme, err := os.ReadFile("README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +67,7 @@ func TestDocs(t *testing.T) {
 		t.Fatal(err)
 	}
 	godoc := regexp.MustCompile(`(?m)^//\t?`).ReplaceAllString(string(doc), "")
-	for name, text := range map[string]string{"README.md": string(readme), "failovertest/doc.go": godoc} {
+	for name, text := range map[string]string{"failovertest/README.md": string(readme), "failovertest/doc.go": godoc} {
 		if !strings.Contains(squash(text), want) {
 			t.Errorf("%s does not show the example of readme_example_test.go as it is", name)
 		}

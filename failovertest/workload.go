@@ -27,7 +27,7 @@ type Step struct {
 
 // Workload issues commands through a client (normally a geofailover.Client) from several
 // goroutines and records every command in a Timeline. The zero value is
-// the reference workload of the README's measurements: 8 workers, each doing SET
+// the reference workload of BENCHMARKS.md's measurements: 8 workers, each doing SET
 // then GET on a key of its own, with a 100 ms timeout per command and a
 // 1 ms pause between rounds.
 type Workload struct {

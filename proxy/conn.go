@@ -328,7 +328,7 @@ func isEngineError(err error) bool {
 
 // engineErrorReply is the error a client gets when the engine could not get
 // a server's answer to its command. A command that certainly did not run
-// gets -LOADING, which go-redis, redis-py and others retry (see README, "When
+// gets -LOADING, which go-redis, redis-py and others retry (see proxy/README.md, "When
 // no region can answer"); one that may have run gets -ERR (the application
 // decides, as with a lost reply from Redis), and a blocking command
 // interrupted by a switch -UNBLOCKED (as CLIENT UNBLOCK does).

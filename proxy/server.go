@@ -4,7 +4,7 @@
 // sends their commands through the engine, with its failover, failback,
 // replay rules and Pub/Sub.
 //
-// What a client sees, and what it cannot do, is listed in the README's
+// What a client sees, and what it cannot do, is listed in proxy/README.md's
 // "geofailover proxy" section; each rule's home is named there.
 package proxy
 

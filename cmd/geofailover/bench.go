@@ -19,7 +19,7 @@ import (
 
 const benchHelp = `geofailover bench: measure failover and failback, reproducibly.
 
-Runs the README's reference scenario against real local
+Runs the reference scenario of BENCHMARKS.md against real local
 redis-server processes: east (weight 1) and west (weight 0.5), a client with
 default options, and either no traffic or 8 workers doing SET+GET with a
 100 ms timeout per command and a 1 ms pause. Each fault (kill: SIGKILL;
