@@ -1,25 +1,3 @@
-// Package geofailover gives go-redis applications client-side geographic
-// failover and failback across several Redis databases.
-//
-// A Client holds several weighted endpoints and sends all traffic to the
-// best usable one. A circuit breaker per endpoint (over a sliding time
-// window of command outcomes) and periodic health checks on a dedicated
-// connection detect failures and hung servers; one supervisor goroutine per
-// client then switches at once to the next-best endpoint (failover), and
-// back when a preferred endpoint has recovered and stayed healthy
-// (failback). The Client implements redis.UniversalClient, so application
-// code keeps using go-redis as before.
-//
-// Across a switch, a command that never reached a server is retried on the
-// next endpoint; one that may have reached it is retried only if Redis flags
-// it read-only (or the caller opted in with AllowReplay or
-// Options.ReplayWrites), so writes are never applied twice by default.
-// Pipelines and transactions go whole to one endpoint. Watch never sends
-// EXEC to an endpoint other than the one it watched on, SCAN cursors never
-// move between endpoints, and a blocking command waiting at a switch is
-// interrupted (ErrEndpointChanged). Subscriptions follow the active
-// endpoint. The table "what happens to each kind of command during
-// a switch" lists each case and the test that checks it.
 package geofailover
 
 import (
