@@ -130,6 +130,9 @@ func LogEventsOnFailure(t testing.TB, c *geofailover.Client) {
 		}
 	}()
 	t.Cleanup(func() {
+		if t.Failed() {
+			time.Sleep(100 * time.Millisecond) // for the events still on their way
+		}
 		stop()
 		<-done
 		if t.Failed() {
