@@ -24,14 +24,19 @@ import (
 // these run on the supervisor goroutine, or before it starts or after it
 // has exited.
 
-// freeScanTag returns a SCAN cursor tag (1-255) no current endpoint uses,
-// preferring one no endpoint has used recently. (validate caps endpoints
-// below 255.)
+// maxScanTag is the highest SCAN cursor tag: tags stay within 1-127, so a
+// tagged cursor (tag in the top byte) is below 2^63, as clients that read
+// cursors as signed 64-bit integers need.
+const maxScanTag = 127
+
+// freeScanTag returns a SCAN cursor tag (1-maxScanTag) no current endpoint
+// uses, preferring one no endpoint has used recently. (maxEndpoints is
+// below maxScanTag, so there is always one.)
 func (s *supervisor) freeScanTag() uint8 {
 	for {
 		s.lastTag++
-		if s.lastTag == 0 {
-			continue
+		if s.lastTag > maxScanTag {
+			s.lastTag = 1
 		}
 		inUse := false
 		for _, e := range s.eps {

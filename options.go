@@ -270,8 +270,9 @@ func Validate(opts *Options) error {
 	return err
 }
 
-// maxEndpoints is the most endpoints a Client can have at once.
-const maxEndpoints = 250
+// maxEndpoints is the most endpoints a Client can have at once (fewer than
+// the SCAN cursor tags, maxScanTag).
+const maxEndpoints = 100
 
 // validate checks opts and returns a copy with the defaults filled in.
 // Errors name the offending field.

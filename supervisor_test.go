@@ -434,3 +434,24 @@ func TestOneEndpointTakesTrafficAtOnce(t *testing.T) {
 		}
 	})
 }
+
+// TestScanTagsKeepCursorsSigned: the tags SCAN cursors carry in their top
+// byte stay within 1-127, so a tagged cursor is below 2^63 and a client that
+// reads cursors as signed 64-bit integers (StackExchange.Redis, through
+// geofailover proxy) reads it right, however many endpoints have come and
+// gone.
+func TestScanTagsKeepCursorsSigned(t *testing.T) {
+	if maxEndpoints >= maxScanTag {
+		t.Fatalf("maxEndpoints %d leaves no free tag among %d", maxEndpoints, maxScanTag)
+	}
+	h := newHarness(t, nil, 1, 0.5)
+	for e, i := h.s.eps[1], 0; i < 600; i++ {
+		e.scanTag = h.s.freeScanTag() // as a removed endpoint's slot is taken by a new one
+		if e.scanTag == 0 || e.scanTag > 127 {
+			t.Fatalf("tag %d after %d endpoints added", e.scanTag, i+1)
+		}
+		if e.scanTag == h.s.eps[0].scanTag {
+			t.Fatalf("tag %d given twice", e.scanTag)
+		}
+	}
+}
