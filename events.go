@@ -197,7 +197,6 @@ type eventQueue struct {
 	dropped    int // events dropped from the head of pending, not yet reported
 	subs       []*subscriber
 	closed     bool
-	inCallback bool        // the delivery goroutine is inside a user's callback
 	delivering *subscriber // the subscriber the delivery goroutine is handing an event to
 
 	signal chan struct{} // capacity 1: "pending is not empty"
@@ -350,11 +349,11 @@ func (q *eventQueue) deliver(s *subscriber, ev Event) bool {
 		q.mu.Unlock()
 		return true
 	}
-	q.inCallback, q.delivering = s.user, s
+	q.delivering = s
 	q.mu.Unlock()
 	s.fn(ev)
 	q.mu.Lock()
-	q.inCallback, q.delivering = false, nil
+	q.delivering = nil
 	cancelled := s.cancelled
 	q.mu.Unlock()
 	if cancelled {
@@ -374,7 +373,7 @@ func (q *eventQueue) close() {
 		q.pending, q.dropped = nil, 0
 		close(q.quit)
 	}
-	busy := q.inCallback
+	busy := q.delivering != nil && q.delivering.user // inside a user's callback
 	q.mu.Unlock()
 	if !busy {
 		<-q.done
